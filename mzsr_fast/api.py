@@ -1,0 +1,217 @@
+"""The public one-call API: ``adapt_and_upscale``.
+
+One pass, no step goes back::
+
+    image -> io.to_internal: (1, 3, H, W) float32 in [0, 1] on the device, kernel checked
+    -> degradation: son = degrade(LR, k, s); son_up = imresize(son, (H, W));
+       lr_up = imresize(LR, (sH, sW))
+    -> backend.prepare(weights copy); backend.adapt(son_up -> LR, lr schedule)
+    -> backend.upscale(lr_up) -> clamp, back to the caller's kind and dtype.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from . import backends as _backends
+from . import io as _io
+from . import model as _model
+from .degradation import degrade, imresize
+
+__all__ = ["adapt_and_upscale", "default_lr_schedule", "resolve_device", "load_params"]
+
+
+def default_lr_schedule(steps: int) -> list[float]:
+    """Per-step learning rates of the official Directx2 model (SPEC section 3):
+    step 0: 2e-2, steps 1-3: 1e-2, then 5e-3."""
+    return [2e-2 if i == 0 else 1e-2 if i <= 3 else 5e-3 for i in range(steps)]
+
+
+def _schedule(lr_schedule, steps: int) -> list[float]:
+    if lr_schedule is None:
+        sched = default_lr_schedule(steps)
+    elif callable(lr_schedule):
+        sched = [float(lr_schedule(i)) for i in range(steps)]
+    elif isinstance(lr_schedule, (int, float)):
+        sched = [float(lr_schedule)] * steps
+    else:
+        sched = [float(v) for v in lr_schedule]
+        if len(sched) < steps:
+            raise ValueError(f"lr_schedule has {len(sched)} entries but steps={steps}")
+        sched = sched[:steps]
+    for v in sched:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"learning rates must be finite and >= 0, got {v}")
+    return sched
+
+
+def resolve_device(device) -> torch.device:
+    """None -> cuda if available else cpu; a string/device is validated (ValueError)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"invalid device {device!r}: {e}") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {device!r} (cpu or cuda)")
+    return dev
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    return _model.load_weights(path)
+
+
+def load_params(weights, scale: int, subsampling: str) -> tuple[dict[str, torch.Tensor], str]:
+    """weights: None (shipped default), a path, or a params dict -> (CPU params, description)."""
+    if weights is None:
+        path = _model.default_weights_path(scale, subsampling)
+        return _load_cached(str(path))[0], path.name
+    if isinstance(weights, Mapping):
+        missing = set(_model.param_names(bias="layers.0.bias" in weights)) - set(weights)
+        if missing:
+            raise ValueError(f"weights dict is missing {sorted(missing)}")
+        return dict(weights), "<params dict>"
+    if isinstance(weights, (str, Path)):
+        return _load_cached(str(Path(weights).resolve()))[0], str(weights)
+    raise TypeError(f"weights must be None, a path or a dict of tensors, got {type(weights).__name__}")
+
+
+_tls = threading.local()
+
+
+def _backend(name: str, device: torch.device, precision: str):
+    """A backend instance per (thread, name, device, precision): instances keep buffers and
+    captured graphs across calls, and threads never share one."""
+    cache = getattr(_tls, "backends", None)
+    if cache is None:
+        cache = _tls.backends = {}
+    key = (name, str(device), precision)
+    if key not in cache:
+        cache[key] = _backends.get(name, device, precision)
+    return cache[key]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def adapt_and_upscale(
+    image,
+    *,
+    scale: int = 2,
+    kernel=None,
+    steps: int = 10,
+    subsampling: str = "direct",
+    weights=None,
+    backend: str = "auto",
+    device=None,
+    lr_schedule: Sequence[float] | float | Callable[[int], float] | None = None,
+    precision: str = "fp32",
+    return_info: bool = False,
+):
+    """Adapt the meta-learned network to ``image`` in ``steps`` SGD steps and upscale it.
+
+    Args:
+        image: numpy ``(H, W)``/``(H, W, C)`` (uint8, uint16 or float in [0, 1]),
+            ``PIL.Image``, or torch ``(C, H, W)``/``(N, C, H, W)`` (float in [0, 1] or
+            uint8); C in 1, 3, 4.  The result has the same kind, dtype and layout, ``scale``
+            times larger.  Greyscale runs as 3 equal channels; alpha is resized, not adapted.
+        scale: integer upscaling factor (>= 2).
+        kernel: the blur kernel of the image (odd-sided 2-D array/tensor, or a path to
+            ``.mat`` with key ``kernel`` or ``.npy``); normalised to sum 1.  ``None`` means
+            bicubic degradation (no blur, MATLAB bicubic downscaling), whatever ``subsampling``.
+        steps: SGD steps of adaptation (0 = plain forward of the weights).
+        subsampling: ``"direct"`` (``[0::s]``) or ``"bicubic"``: how the son is made.
+        weights: ``None`` (shipped default for ``(scale, subsampling)``), a safetensors path,
+            or a params dict (see :mod:`mzsr_fast.model`).  Never modified.
+        backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"`` or ``"cuda"``.
+        device: ``None`` (cuda if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        lr_schedule: ``None`` (:func:`default_lr_schedule`), a float, a sequence of at
+            least ``steps`` floats, or ``callable(step) -> lr``.
+        precision: ``"fp32"`` (default), ``"tf32"`` or ``"bf16"`` where the backend has them.
+        return_info: also return a dict with the time of each phase (s), the loss at each
+            step, the backend used and why.
+
+    Raises:
+        TypeError / ValueError naming the problem for bad images, kernels, options.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 2:
+        raise ValueError(f"scale must be an int >= 2, got {scale!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if subsampling not in ("direct", "bicubic"):
+        raise ValueError(f"subsampling must be 'direct' or 'bicubic', got {subsampling!r}")
+    if not isinstance(backend, str) or backend not in _backends.NAMES:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {_backends.NAMES}")
+    if precision not in _backends.PRECISIONS:
+        raise ValueError(f"precision must be one of {_backends.PRECISIONS}, got {precision!r}")
+    dev = resolve_device(device)
+    sched = _schedule(lr_schedule, steps)
+    k = _io.load_kernel(kernel)
+    sub_eff = subsampling if k is not None else "bicubic"
+    xs, meta = _io.to_internal(image, dev)
+    h, w = xs[0].shape[-2:]
+    if min(h, w) < scale:
+        raise ValueError(f"image of {h}x{w} pixels is too small for scale {scale} (needs at least {scale}x{scale})")
+    if k is not None and (k.shape[0] > h or k.shape[1] > w):
+        raise ValueError(f"kernel of shape {k.shape} is larger than the {h}x{w} image")
+    params, wdesc = load_params(weights, scale, sub_eff if weights is None else subsampling)
+    be = _backend(backend, dev, precision)
+    t_setup = time.perf_counter() - t0
+
+    outs, all_losses = [], []
+    times = {"setup": t_setup, "degrade": 0.0, "prepare": 0.0, "adapt": 0.0, "upscale": 0.0}
+    for x in xs:
+        t = time.perf_counter()
+        son = degrade(x, k, scale, sub_eff)
+        son_up = imresize(son, output_shape=(h, w))
+        lr_up = imresize(x, output_shape=(h * scale, w * scale))
+        _sync(dev)
+        t1 = time.perf_counter()
+        be.prepare(params, tuple(son_up.shape))
+        _sync(dev)
+        t2 = time.perf_counter()
+        losses = be.adapt(son_up, x, sched) if steps else torch.zeros(0)
+        _sync(dev)
+        t3 = time.perf_counter()
+        sr = be.upscale(lr_up)
+        _sync(dev)
+        t4 = time.perf_counter()
+        times["degrade"] += t1 - t
+        times["prepare"] += t2 - t1
+        times["adapt"] += t3 - t2
+        times["upscale"] += t4 - t3
+        outs.append(sr.clamp(0, 1))
+        all_losses.append([float(v) for v in losses.detach().cpu()])
+    result = _io.from_internal(outs, meta)
+    if not return_info:
+        return result
+    times["total"] = time.perf_counter() - t0
+    info = {
+        "backend": be.name,
+        "backend_detail": be.describe(),
+        "backend_note": getattr(be, "note", ""),
+        "device": str(dev),
+        "precision": precision,
+        "weights": wdesc,
+        "subsampling": sub_eff,
+        "lr_schedule": sched,
+        "losses": all_losses[0] if len(all_losses) == 1 else all_losses,
+        "times": times,
+    }
+    return result, info

@@ -1,0 +1,89 @@
+"""The backend interface.  Every backend (reference, cpu, triton, cuda) implements it and
+runs the same shared test suite against ``reference``.
+
+All tensors crossing this interface are NCHW ``(N, 3, H, W)`` float32 on the backend's
+device (a backend converts to its own layout, e.g. NHWC, inside).  Parameters cross it as
+the ``dict[str, Tensor]`` of :mod:`mzsr_fast.model` (OIHW weights).
+"""
+from __future__ import annotations
+
+import abc
+from typing import ClassVar, Mapping, Sequence
+
+import torch
+
+__all__ = ["Backend", "PRECISIONS"]
+
+#: fp32: exact float32 arithmetic; tf32: float32 storage, TF32 tensor-core products;
+#: bf16: bf16 operands, fp32 accumulation and fp32 master weights.
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+class Backend(abc.ABC):
+    """One implementation of the MZSR adaptation and upscaling.
+
+    Life cycle for one image::
+
+        b = Backend(device, precision)
+        b.prepare(params, son_up.shape)        # copies params: the caller's are never touched
+        losses = b.adapt(son_up, lr_img, schedule)   # k SGD steps, (k,) float32 losses
+        sr = b.upscale(lr_up)                   # forward of the adapted net (any size)
+    """
+
+    name: ClassVar[str] = "base"
+    #: precisions this backend implements
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+
+    def __init__(self, device: torch.device | str = "cpu", precision: str = "fp32"):
+        self.device = torch.device(device)
+        if precision not in self.precisions:
+            raise ValueError(
+                f"backend {self.name!r} does not support precision {precision!r} (supported: {self.precisions})"
+            )
+        self.precision = precision
+        ok, why = self.available(self.device)
+        if not ok:
+            raise RuntimeError(f"backend {self.name!r} is not available on {self.device}: {why}")
+
+    # --- discovery -------------------------------------------------------------------
+    @classmethod
+    def available(cls, device: torch.device) -> tuple[bool, str]:
+        """(usable on this device?, reason if not)."""
+        return True, ""
+
+    # --- the interface ---------------------------------------------------------------
+    @abc.abstractmethod
+    def prepare(self, params: Mapping[str, torch.Tensor], shape: Sequence[int]) -> None:
+        """Take a private copy of ``params`` and allocate for adaptation inputs of
+        ``shape = (N, 3, H, W)``.  Called once per image; may capture CUDA graphs."""
+
+    @abc.abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + net(x)`` with the current parameters; x ``(N, 3, H, W)`` f32, any size."""
+
+    @abc.abstractmethod
+    def grads(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, gradients by parameter name) of ``mean|x + net(x) - target|``; no update."""
+
+    @abc.abstractmethod
+    def step(self, x: torch.Tensor, target: torch.Tensor, lr: float) -> torch.Tensor:
+        """One SGD step in place; returns the loss *before* the update (0-d tensor)."""
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, torch.Tensor]:
+        """The current parameters (copies), canonical names and OIHW layout."""
+
+    def adapt(self, x: torch.Tensor, target: torch.Tensor, schedule: Sequence[float]) -> torch.Tensor:
+        """``len(schedule)`` SGD steps; returns the losses ``(k,)`` float32 (each before its
+        step).  Backends may replace this loop by one captured graph."""
+        losses = [self.step(x, target, float(lr)).reshape(()) for lr in schedule]
+        if not losses:
+            return torch.zeros(0, device=self.device)
+        return torch.stack(losses).float()
+
+    def upscale(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward of the adapted net at the output size (no gradient)."""
+        return self.forward(x)
+
+    def describe(self) -> str:
+        return f"{self.name}[{self.precision}] on {self.device}"

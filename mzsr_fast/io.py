@@ -1,0 +1,289 @@
+"""Input/output kinds, image and kernel files, and validation errors.
+
+Every accepted image kind is converted to the internal form ``(1, 3, H, W) float32`` in
+[0, 1] on the compute device, and converted back to the caller's kind afterwards:
+
+| input | accepted | returned |
+|---|---|---|
+| numpy ``(H, W)`` / ``(H, W, 1|3|4)`` | uint8, uint16 (0..65535), float16/32/64 in [0, 1] | same dtype and layout |
+| ``PIL.Image`` | L, LA, RGB, RGBA, P (palette), I;16, I, F; EXIF orientation applied | same mode where possible (P -> RGB(A)) |
+| torch ``(C, H, W)`` / ``(N, C, H, W)``, C in 1, 3, 4 | float in [0, 1], uint8 | same dtype, device, rank |
+
+Greyscale is processed as three equal channels and returned as one (their mean).  Alpha
+is not adapted: it is resized with the same bicubic ``imresize`` and clipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .degradation import check_kernel, imresize
+
+__all__ = ["ImageMeta", "to_internal", "from_internal", "load_image", "save_image", "load_kernel"]
+
+#: refuse images above this many pixels when decoding files (decompression bombs)
+MAX_IMAGE_PIXELS = 40_000 * 40_000 // 4
+
+
+@dataclasses.dataclass
+class ImageMeta:
+    kind: str  # "numpy" | "pil" | "torch"
+    dtype: Any
+    channels: int  # 1, 3 or 4 as given
+    layout: str  # numpy: "hw" | "hwc"; torch: "chw" | "nchw"; pil: the mode
+    device: Any = None
+    alpha: torch.Tensor | None = None  # (1, 1, H, W) float32 for RGBA inputs
+    scale_max: float = 1.0  # 255 for 8-bit, 65535 for 16-bit integer inputs
+
+
+def _check_float_range(x: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} contains NaN or inf")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{what}: float values must lie in [0, 1], got min {lo:.4g}, max {hi:.4g}")
+
+
+def _split_channels(x: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
+    """x (1, C, H, W) float32 -> (1, 3, H, W), keeping alpha aside."""
+    c = x.shape[1]
+    if c == 1:
+        return x.expand(1, 3, *x.shape[2:]).contiguous()
+    if c == 3:
+        return x
+    if c == 4:
+        meta.alpha = x[:, 3:4].contiguous()
+        return x[:, :3].contiguous()
+    if c == 2:  # grey + alpha (LA)
+        meta.alpha = x[:, 1:2].contiguous()
+        return x[:, :1].expand(1, 3, *x.shape[2:]).contiguous()
+    raise ValueError(f"image must have 1, 3 or 4 channels, got {c}")
+
+
+def to_internal(image, device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], ImageMeta]:
+    """Validate ``image`` and return ``([x (1, 3, H, W) float32 in [0, 1]] per image, meta)``.
+
+    Raises ``TypeError`` for unsupported kinds/dtypes and ``ValueError`` for bad shapes,
+    NaN/inf or out-of-range floats.
+    """
+    device = torch.device(device)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        return _pil_to_internal(image, device)
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            t, smax = torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0, 255.0
+        elif image.dtype == np.uint16:
+            t, smax = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32)) / 65535.0, 65535.0
+        elif image.dtype in (np.float16, np.float32, np.float64):
+            t, smax = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32)), 1.0
+            _check_float_range(t, "image")
+        else:
+            raise TypeError(f"numpy image dtype must be uint8, uint16 or float, got {image.dtype}")
+        if image.ndim == 2:
+            layout, t = "hw", t[None, None]
+        elif image.ndim == 3:
+            if image.shape[2] not in (1, 2, 3, 4):
+                raise ValueError(f"numpy image must be (H, W) or (H, W, C) with C in 1..4, got shape {image.shape}")
+            layout, t = "hwc", t.permute(2, 0, 1)[None]
+        else:
+            raise ValueError(f"numpy image must be (H, W) or (H, W, C), got shape {image.shape}")
+        meta = ImageMeta("numpy", image.dtype, t.shape[1], layout, scale_max=smax)
+        return [_split_channels(t.to(device).contiguous(), meta)], meta
+    if isinstance(image, torch.Tensor):
+        if image.dim() == 3:
+            layout, t = "chw", image[None]
+        elif image.dim() == 4:
+            layout, t = "nchw", image
+        else:
+            raise ValueError(f"torch image must be (C, H, W) or (N, C, H, W), got shape {tuple(image.shape)}")
+        if t.shape[1] not in (1, 3, 4):
+            raise ValueError(f"torch image must have 1, 3 or 4 channels (dim 1 of NCHW), got shape {tuple(image.shape)}")
+        if t.shape[0] == 0:
+            raise ValueError("torch image batch is empty")
+        if t.dtype == torch.uint8:
+            tf, smax = t.to(device=device, dtype=torch.float32) / 255.0, 255.0
+        elif t.is_floating_point():
+            tf, smax = t.detach().to(device=device, dtype=torch.float32), 1.0
+            _check_float_range(tf, "image")
+        else:
+            raise TypeError(f"torch image dtype must be float or uint8, got {t.dtype}")
+        meta = ImageMeta("torch", image.dtype, t.shape[1], layout, device=image.device, scale_max=smax)
+        xs = []
+        alphas = []
+        for i in range(tf.shape[0]):
+            xs.append(_split_channels(tf[i : i + 1].contiguous(), meta))
+            alphas.append(meta.alpha)
+        meta.alpha = torch.cat(alphas) if alphas[0] is not None else None
+        return xs, meta
+    raise TypeError(
+        f"image must be a numpy array, PIL.Image or torch tensor, got {type(image).__module__}.{type(image).__name__}"
+    )
+
+
+def _pil_to_internal(img, device):
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img) or img
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32) / 65535.0
+        meta = ImageMeta("pil", np.uint16, 1, mode, scale_max=65535.0)
+        t = torch.from_numpy(np.clip(arr, 0, 1))[None, None].to(device)
+        return [_split_channels(t, meta)], meta
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        t = torch.from_numpy(arr.copy())[None, None]
+        _check_float_range(t, "image")
+        meta = ImageMeta("pil", np.float32, 1, mode)
+        return [_split_channels(t.to(device), meta)], meta
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    meta = ImageMeta("pil", np.uint8, 0, img.mode, scale_max=255.0)
+    t = torch.from_numpy(arr.astype(np.float32) / 255.0)
+    t = t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
+    meta.channels = t.shape[1]
+    return [_split_channels(t.to(device).contiguous(), meta)], meta
+
+
+def _resize_alpha(alpha: torch.Tensor, hw) -> torch.Tensor:
+    return imresize(alpha, output_shape=hw).clamp_(0, 1)
+
+
+def from_internal(ys: list[torch.Tensor], meta: ImageMeta):
+    """Inverse of :func:`to_internal` for the outputs ``ys`` ((1, 3, H', W') each)."""
+    y = torch.cat([t.clamp(0, 1) for t in ys])  # (N, 3, H, W)
+    hw = y.shape[-2:]
+    if meta.channels in (1, 2):
+        y = y.mean(dim=1, keepdim=True)
+    if meta.alpha is not None:
+        y = torch.cat([y, _resize_alpha(meta.alpha.to(y.device), hw)], dim=1)
+    if meta.kind == "torch":
+        out = y if meta.layout == "nchw" else y[0]
+        if meta.dtype == torch.uint8:
+            out = torch.floor(out * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+        else:
+            out = out.to(meta.dtype)
+        return out.to(meta.device)
+    arr = y[0].permute(1, 2, 0).detach().cpu().numpy()  # (H, W, C) float32
+    if meta.kind == "numpy":
+        if meta.layout == "hw":
+            arr = arr[..., 0]
+        return _quantize(arr, meta.dtype, meta.scale_max)
+    # PIL
+    from PIL import Image
+
+    if meta.layout in ("I;16", "I;16B", "I;16L", "I"):
+        a16 = _quantize(arr[..., 0], np.uint16, 65535.0)
+        return Image.fromarray(a16.astype(np.int32)).convert("I") if meta.layout == "I" else Image.fromarray(a16)
+    if meta.layout == "F":
+        return Image.fromarray(arr[..., 0].astype(np.float32), mode="F")
+    a8 = _quantize(arr if arr.shape[2] > 1 else arr[..., 0], np.uint8, 255.0)
+    return Image.fromarray(a8)
+
+
+def _quantize(arr: np.ndarray, dtype, smax: float) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return arr.astype(dtype)
+    return np.floor(np.clip(arr, 0, 1) * smax + 0.5).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- files
+def load_image(path) -> "Any":
+    """Open an image file as a ``PIL.Image`` (fully decoded, EXIF orientation applied).
+
+    Corrupt, truncated or empty files and decompression bombs raise ``ValueError``.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"image file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"image file is empty: {path}")
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as im:
+            im.load()
+            from PIL import ImageOps
+
+            return (ImageOps.exif_transpose(im) or im).copy()
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image file {path} is too large to decode safely: {e}") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image file {path}: {e}") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def save_image(img, path, *, force: bool = False, protect=()) -> None:
+    """Save a ``PIL.Image`` atomically (temp file in the same folder + rename).
+
+    Refuses to overwrite an existing file unless ``force``, and never overwrites any path
+    in ``protect`` (the inputs).
+    """
+    path = Path(path)
+    for p in protect:
+        if p is not None and path.exists() and Path(p).exists() and os.path.samefile(path, p):
+            raise ValueError(f"refusing to overwrite the input file {p}")
+    if path.exists() and not force:
+        raise ValueError(f"output {path} exists (use --force to overwrite)")
+    if not path.parent.exists():
+        raise ValueError(f"output folder {path.parent} does not exist")
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
+        path.suffix.lower()
+    )
+    if fmt is None:
+        raise ValueError(f"output {path}: unknown image extension {path.suffix!r} (png, jpg, bmp, tif)")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        img.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_kernel(kernel) -> np.ndarray | None:
+    """A kernel given as array, tensor, or path to ``.mat`` (key ``kernel``) / ``.npy`` ->
+    ``(kh, kw) float64`` normalised to sum 1 (``None`` stays ``None``: bicubic)."""
+    if kernel is None:
+        return None
+    if isinstance(kernel, (str, os.PathLike)):
+        p = Path(kernel)
+        if not p.is_file():
+            raise ValueError(f"kernel file not found: {p}")
+        if p.suffix.lower() == ".mat":
+            import scipy.io
+
+            try:
+                m = scipy.io.loadmat(str(p))
+            except Exception as e:
+                raise ValueError(f"cannot read kernel file {p} as .mat: {e}") from e
+            if "kernel" not in m:
+                keys = [k for k in m if not k.startswith("__")]
+                raise ValueError(f"kernel file {p} has no key 'kernel' (keys: {keys})")
+            kernel = m["kernel"]
+        elif p.suffix.lower() == ".npy":
+            try:
+                kernel = np.load(p, allow_pickle=False)
+            except Exception as e:
+                raise ValueError(f"cannot read kernel file {p} as .npy: {e}") from e
+        else:
+            raise ValueError(f"kernel file {p}: expected .mat (key 'kernel') or .npy")
+    elif not isinstance(kernel, (np.ndarray, torch.Tensor, list, tuple)):
+        raise TypeError(f"kernel must be an array, tensor or path, got {type(kernel).__name__}")
+    return check_kernel(kernel)
