@@ -1,0 +1,111 @@
+"""Helpers shared by pretraining and meta-training: device/thread set-up, the argument
+groups both share, the run folder layout, exporting weights, divergence handling."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from .. import model
+
+__all__ = ["TrainingDiverged", "add_common_args", "setup_torch", "autocast", "export_weights", "machine_desc", "Timer"]
+
+DEFAULT_DATA = os.environ.get("MZSR_FAST_TRAIN_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data" / "train"))
+DEFAULT_VAL = os.environ.get("MZSR_FAST_VAL_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data" / "set5"))
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or gradient: training stops, the last good checkpoint is kept."""
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--data", default=DEFAULT_DATA, help="folder of HR training images (recursive) [%(default)s]")
+    g.add_argument("--out", required=True, help="run folder: ckpt.pt, log.jsonl, plot.png, best/last .safetensors")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt exactly (weights, optimizer, step, RNG)")
+    g.add_argument("--init", default=None, help="start from these safetensors weights (ignored with --resume)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N [%(default)s]")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default) [%(default)s]")
+    g.add_argument("--time-budget", type=float, default=0.0,
+                   help="stop (with a checkpoint) after this many wall-clock seconds of this process; 0 = none")
+    g.add_argument("--ckpt-every", type=int, default=200, help="checkpoint every N steps [%(default)s]")
+    g.add_argument("--ckpt-every-s", type=float, default=300.0, help="... and at least every N seconds [%(default)s]")
+    g.add_argument("--log-every", type=int, default=10, help="JSONL train record every N steps [%(default)s]")
+    g.add_argument("--plot-every", type=int, default=500, help="redraw plot.png every N steps [%(default)s]")
+    g.add_argument("--no-bar", action="store_true", help="no tqdm progress bar")
+    g.add_argument("--channels-last", action="store_true", help="channels_last tensors (faster on GPU)")
+    g.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype for forward/backward")
+    g.add_argument("--tf32", action="store_true", help="allow TF32 matmul/conv on CUDA")
+    g.add_argument("--flat-threshold", type=float, default=8.0,
+                   help="reject HR patches whose luma std (0..255) is below this [%(default)s]")
+    v = p.add_argument_group("validation")
+    v.add_argument("--val-data", default=DEFAULT_VAL, help="HR folder for validation [%(default)s]")
+    v.add_argument("--val-setting", default=None, help="g20 | g02 | gani | b13 (default: g20, b13 for bicubic)")
+    v.add_argument("--val-every", type=int, default=500, help="validate every N steps (0 = never) [%(default)s]")
+    v.add_argument("--val-steps", default="1,10", help="adaptation steps to validate [%(default)s]")
+    v.add_argument("--val-limit", type=int, default=None, help="use only the first N validation images")
+    v.add_argument("--best-metric", default="psnr_10", help="validation key that selects best.safetensors")
+
+
+def setup_torch(args) -> torch.device:
+    if args.threads and args.threads > 0:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {args.device}: CUDA is not available")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(args.tf32)
+    return dev
+
+
+def autocast(args, dev: torch.device):
+    if args.amp == "bf16":
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fmt(x: torch.Tensor, args) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
+
+
+def check_finite(loss: torch.Tensor, step: int, what: str, ckpt: Path) -> float:
+    v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(v):
+        raise TrainingDiverged(
+            f"{what} is {v} at step {step}: training stopped; the last good checkpoint is kept at {ckpt} "
+            f"(lower the learning rate, or resume from it with --resume)"
+        )
+    return v
+
+
+def machine_desc(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (torch {torch.__version__})"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s) (torch {torch.__version__})"
+
+
+def export_weights(path, params, **meta) -> None:
+    model.save_weights(path, {k: v.detach() for k, v in params.items()}, meta)
+
+
+class Timer:
+    """Wall-clock seconds of training, accumulated across resumes (``offset``)."""
+
+    def __init__(self, offset: float = 0.0):
+        self.t0 = time.perf_counter()
+        self.offset = float(offset)
+
+    def session(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def total(self) -> float:
+        return self.offset + self.session()

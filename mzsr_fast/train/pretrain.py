@@ -1,0 +1,192 @@
+"""Large-scale pretraining (the "transfer" stage of SPEC section 3): bicubic x``scale``
+SR on HR patches, L1 loss, Adam with the learning rate halved every ``--lr-halve-every``
+steps down to ``--lr-min``.
+
+    python -m mzsr_fast.train.pretrain --out runs/pre_x2 [--resume] [--steps N] ...
+    mzsr-fast pretrain --out runs/pre_x2 ...
+
+Run folder: ``ckpt.pt`` (atomic, resumable), ``log.jsonl``, ``plot.png``,
+``best.safetensors`` (best validation ``--best-metric``), ``last.safetensors``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import model
+from . import checkpoint as ckpt_mod
+from .common import (
+    TrainingDiverged,
+    Timer,
+    add_common_args,
+    autocast,
+    check_finite,
+    export_weights,
+    fmt,
+    machine_desc,
+    setup_torch,
+)
+from .data import PatchSampler, load_folder, sample_pretrain_batch, step_rng
+from .log import JsonlLogger, make_bar, plot_log
+
+__all__ = ["add_args", "run", "main", "lr_at"]
+
+
+def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    g = p.add_argument_group("pretraining (SPEC section 3 defaults)")
+    g.add_argument("--scale", type=int, default=2)
+    g.add_argument("--patch", type=int, default=96, help="HR patch side [%(default)s]")
+    g.add_argument("--batch", type=int, default=32, help="[%(default)s]")
+    g.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate [%(default)s]")
+    g.add_argument("--lr-halve-every", type=int, default=100_000, help="[%(default)s]")
+    g.add_argument("--lr-min", type=float, default=1e-4, help="floor of the halving schedule [%(default)s]")
+    g.add_argument("--steps", type=int, default=500_000, help="total steps [%(default)s]")
+    add_common_args(p)
+    return p
+
+
+def lr_at(step: int, lr: float, halve_every: int, lr_min: float) -> float:
+    return max(lr * 0.5 ** (step // max(1, halve_every)), min(lr, lr_min))
+
+
+def _load_init(args, dev):
+    if args.init:
+        params, _ = model.load_weights(args.init, device=dev)
+    else:
+        params = model.init_params(args.seed, device=dev)
+    return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+
+
+def run(args, *, images=None) -> dict:
+    """Train per ``args`` (see :func:`add_args`).  ``images`` (list of ``(3, H, W) uint8``)
+    overrides ``--data`` (tests).  Returns ``{"step", "best", "params"}``."""
+    dev = setup_torch(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    val_setting = args.val_setting or "g20"
+    if args.patch % args.scale:
+        raise SystemExit(f"--patch {args.patch} must be divisible by --scale {args.scale}")
+
+    params = _load_init(args, dev)
+    opt = torch.optim.Adam(list(params.values()), lr=args.lr)
+    step, best, time_offset = 0, {}, 0.0
+    if args.resume and (ckpt_path.exists() or ckpt_path.with_name("ckpt.pt.prev").exists()):
+        st = ckpt_mod.load_checkpoint(ckpt_path)
+        with torch.no_grad():
+            for k, v in params.items():
+                v.copy_(st["params"][k])
+        opt.load_state_dict(st["optimizer"])
+        ckpt_mod.set_rng_state(st["rng"])
+        step, best, time_offset = int(st["step"]), dict(st.get("best", {})), float(st.get("time", 0.0))
+    elif args.resume:
+        print(f"[pretrain] --resume: no checkpoint in {out}, starting fresh", file=sys.stderr)
+
+    if images is None:
+        images = load_folder(args.data, min_side=args.patch)
+    sampler = PatchSampler(images, flat_threshold=args.flat_threshold)
+    valset = None
+    if args.val_every and args.val_data:
+        from .validate import load_valset
+
+        valset = load_valset(args.val_data, val_setting, args.scale, args.val_limit)
+    val_steps = [int(s) for s in str(args.val_steps).split(",") if s.strip()]
+
+    log = JsonlLogger(out / "log.jsonl")
+    log.log(kind="event", event="start" if step == 0 else "resume", step=step, machine=machine_desc(dev),
+            config={k: v for k, v in vars(args).items() if k != "func"})
+    timer = Timer(time_offset)
+    last_ckpt_t = time.perf_counter()
+    meta = dict(stage="pretrain", scale=args.scale, subsampling="bicubic", data=str(args.data),
+                patch=args.patch, batch=args.batch, machine=machine_desc(dev))
+
+    def save(step_next: int) -> None:
+        ckpt_mod.save_checkpoint(ckpt_path, {
+            "params": params, "optimizer": opt.state_dict(), "step": step_next, "rng": ckpt_mod.rng_state(),
+            "best": best, "time": timer.total(), "config": {k: v for k, v in vars(args).items() if k != "func"},
+        })
+        export_weights(out / "last.safetensors", params, steps=step_next, train_time_s=round(timer.total(), 1), **meta)
+
+    bar = make_bar(args.steps, step, "pretrain", enabled=not args.no_bar)
+    t_log, n_log = time.perf_counter(), 0
+    try:
+        while step < args.steps:
+            lr = lr_at(step, args.lr, args.lr_halve_every, args.lr_min)
+            for gr in opt.param_groups:
+                gr["lr"] = lr
+            rng = step_rng(args.seed, step)
+            x, y = sample_pretrain_batch(sampler, rng, batch=args.batch, patch=args.patch, scale=args.scale)
+            x, y = fmt(x.to(dev, non_blocking=True), args), fmt(y.to(dev, non_blocking=True), args)
+            with autocast(args, dev):
+                pred = model.forward(params, x)
+            loss = (pred.float() - y).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            lv = check_finite(loss, step, "pretraining loss", ckpt_path)
+            opt.step()
+            step += 1
+            n_log += 1
+            bar.update(1)
+            if step % args.log_every == 0 or step == args.steps:
+                now = time.perf_counter()
+                its = n_log / max(now - t_log, 1e-9)
+                t_log, n_log = now, 0
+                log.log(kind="train", step=step, loss=lv, lr=lr, it_s=its, time=timer.total())
+                bar.set_postfix(loss=f"{lv:.4f}", lr=f"{lr:.1e}")
+            if valset is not None and step % args.val_every == 0:
+                res = validate_now(params, valset, val_steps, dev)
+                log.log(kind="val", step=step, time=timer.total(), setting=val_setting, **res)
+                bar.write(f"[pretrain] step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
+                key = args.best_metric if args.best_metric in res else f"psnr_{val_steps[-1]}"
+                if res[key] > best.get(key, -1e9):
+                    best = {**res, "step": step, "key": key}
+                    export_weights(out / "best.safetensors", params, steps=step, train_time_s=round(timer.total(), 1),
+                                   val_setting=val_setting, **{f"val_{k}": round(v, 3) for k, v in res.items()}, **meta)
+            if step % args.plot_every == 0:
+                try:
+                    plot_log(out / "log.jsonl")
+                except Exception as e:  # noqa: BLE001 - a plot must never stop training
+                    bar.write(f"[pretrain] plot failed: {e}")
+            t_now = time.perf_counter()
+            if step % args.ckpt_every == 0 or t_now - last_ckpt_t >= args.ckpt_every_s:
+                save(step)
+                last_ckpt_t = t_now
+            if args.time_budget and timer.session() >= args.time_budget:
+                log.log(kind="event", event="time_budget", step=step, time=timer.total())
+                break
+        save(step)
+    finally:
+        bar.close()
+        log.close()
+    try:
+        plot_log(out / "log.jsonl")
+    except Exception:  # noqa: BLE001
+        pass
+    return {"step": step, "best": best, "params": {k: v.detach() for k, v in params.items()}}
+
+
+def validate_now(params, valset, val_steps, dev) -> dict:
+    from .validate import validate
+
+    return validate({k: v.detach() for k, v in params.items()}, valset, val_steps, device=dev)
+
+
+def main(argv=None) -> int:
+    p = add_args(argparse.ArgumentParser(prog="python -m mzsr_fast.train.pretrain", description=__doc__,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = p.parse_args(argv)
+    try:
+        res = run(args)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    print(f"[pretrain] done at step {res['step']}; best {res['best']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
