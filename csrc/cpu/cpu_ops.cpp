@@ -1,0 +1,844 @@
+// Native CPU implementation of the mzsr_fast ops (schemas in csrc/ops.cpp, semantics in
+// mzsr_fast/reference.py): float32, NHWC, OpenMP over output rows, vectorised with
+// AVX-512 (16 lanes) or AVX2+FMA (8 lanes) chosen at run time, plain C++ elsewhere.
+//
+// Design (measured numbers in benchmarks/results/ and mzsr_fast/backends/cpu.py):
+// * direct conv on zero-padded NHWC buffers (no im2col, no edge branches): a block of
+//   NP pixels x 64 output channels lives in registers, the 9 taps x CB input channels
+//   stream packed weights [tap][ci][co] from L1 (conv_kernels.inc);
+// * dgrad = the same kernel with flipped/transposed weights, ReLU mask fused in the
+//   epilogue and written in place over the layer's input activation (it is not needed
+//   after its own weight gradient), so a step keeps only the 8 activations;
+// * wgrad: 6 rows of the packed gradient x 64 channels in registers, summed over pixels,
+//   per-thread partials reduced at the end; bias grad in the same pass; the SGD update is
+//   fused into the reduction;
+// * the L1 loss and its gradient are fused into the last layer's forward epilogue;
+// * adapt_step / net forward carve all buffers from one per-thread arena that only grows,
+//   so after the first call at a given size nothing is allocated.
+#include <ATen/Parallel.h>
+#include <c10/util/irange.h>
+#include <omp.h>
+#include <torch/library.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MZSR_X86 1
+#endif
+
+// ----------------------------------------------------------------------------- ISA variants
+namespace kref {
+struct I {
+  using V = float;
+  static constexpr int VW = 1, NVMAX = 4, CB = 8;
+  template <int NV>
+  static constexpr int np() { return 4; }
+  template <int NV>
+  static constexpr int mk() { return 4; }
+  static inline V load(const float* p) { return *p; }
+  static inline void store(float* p, V v) { *p = v; }
+  static inline V bcast(float s) { return s; }
+  static inline V fma(V a, V b, V c) { return a * b + c; }
+  static inline V zero() { return 0.f; }
+  static inline V add(V a, V b) { return a + b; }
+  static inline V relu(V a) { return a > 0.f ? a : 0.f; }
+  static inline V mask_gt0(V m, V a) { return m > 0.f ? a : 0.f; }
+};
+#include "conv_kernels.inc"
+}  // namespace kref
+
+#ifdef MZSR_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace k256 {
+struct I {
+  using V = __m256;
+  // 16 ymm registers: 6 pixels x 2 vectors = 12 accumulators + 2 weights + 1 broadcast.
+  static constexpr int VW = 8, NVMAX = 2, CB = 16;
+  template <int NV>
+  static constexpr int np() { return NV == 1 ? 12 : 6; }
+  template <int NV>
+  static constexpr int mk() { return NV == 1 ? 12 : 6; }
+  static inline V load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static inline V bcast(float s) { return _mm256_set1_ps(s); }
+  static inline V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline V zero() { return _mm256_setzero_ps(); }
+  static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static inline V relu(V a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+  static inline V mask_gt0(V m, V a) { return _mm256_and_ps(a, _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ)); }
+};
+#include "conv_kernels.inc"
+}  // namespace k256
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,fma")
+namespace k512 {
+struct I {
+  using V = __m512;
+  // 32 zmm registers: 6 pixels x 4 vectors (64 channels) = 24 accumulators + 4 weights.
+  static constexpr int VW = 16, NVMAX = 4, CB = 8;
+  template <int NV>
+  static constexpr int np() { return NV == 4 ? 6 : NV == 3 ? 7 : 12; }
+  template <int NV>
+  static constexpr int mk() { return NV == 4 ? 6 : NV == 3 ? 7 : 12; }
+  static inline V load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static inline V bcast(float s) { return _mm512_set1_ps(s); }
+  static inline V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline V zero() { return _mm512_setzero_ps(); }
+  static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static inline V relu(V a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
+  static inline V mask_gt0(V m, V a) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), a);
+  }
+};
+#include "conv_kernels.inc"
+}  // namespace k512
+#pragma GCC pop_options
+#endif
+
+namespace mzsr_cpu {
+
+using ConvRowFn = void (*)(int, const float*, long, long, int, const float*, int, const float*, float*, float*, long,
+                           const float*, long);
+using WgradRowFn = void (*)(int, const float*, long, int, const long*, const float*, long, int, float*);
+
+struct Kernels {
+  const char* name;
+  int VW;
+  ConvRowFn conv[3];  // EPI 0 none, 1 relu, 2 mask
+  WgradRowFn wgrad;
+};
+
+static const Kernels kRef = {"scalar", 1, {kref::conv_row<0>, kref::conv_row<1>, kref::conv_row<2>}, kref::wgrad_row};
+#ifdef MZSR_X86
+static const Kernels k256T = {"avx2", 8, {k256::conv_row<0>, k256::conv_row<1>, k256::conv_row<2>}, k256::wgrad_row};
+static const Kernels k512T = {"avx512", 16, {k512::conv_row<0>, k512::conv_row<1>, k512::conv_row<2>},
+                              k512::wgrad_row};
+#endif
+
+static const Kernels* pick_best() {
+#ifdef MZSR_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("fma"))
+    return &k512T;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k256T;
+#endif
+  return &kRef;
+}
+
+static const Kernels* pick_named(const std::string& s) {
+  const Kernels* best = pick_best();
+  if (s == "scalar") return &kRef;
+#ifdef MZSR_X86
+  if (s == "avx2" && best != &kRef) return &k256T;
+  if (s == "avx512" && best == &k512T) return &k512T;
+#endif
+  if (s == "best" || s.empty()) return best;
+  TORCH_CHECK(false, "mzsr_fast cpu: unknown or unsupported ISA '", s, "' (best here: ", best->name, ")");
+}
+
+static std::atomic<const Kernels*> g_kern{nullptr};
+
+static const Kernels& K() {
+  const Kernels* k = g_kern.load();
+  if (!k) {
+    const char* env = std::getenv("MZSR_FAST_CPU_ISA");
+    k = env ? pick_named(env) : pick_best();
+    g_kern.store(k);
+  }
+  return *k;
+}
+
+static inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+// ----------------------------------------------------------------------------- arena
+// One growing 64-byte aligned block per thread; every call carves its buffers from it.
+struct Arena {
+  float* p = nullptr;
+  size_t cap = 0;  // floats
+  size_t used = 0;
+  ~Arena() { std::free(p); }
+  void reset(size_t need) {
+    need += 1024;  // slack for the 16-float rounding of every take()
+    if (need > cap) {
+      std::free(p);
+      p = nullptr;
+      cap = 0;
+      void* q = nullptr;
+      TORCH_CHECK(posix_memalign(&q, 64, need * sizeof(float)) == 0, "mzsr_fast cpu: out of memory (",
+                  need * sizeof(float), " bytes)");
+      p = static_cast<float*>(q);
+      cap = need;
+    }
+    used = 0;
+  }
+  float* take(size_t n) {
+    n = (n + 15) / 16 * 16;
+    TORCH_INTERNAL_ASSERT(used + n <= cap);
+    float* r = p + used;
+    used += n;
+    return r;
+  }
+};
+static thread_local Arena t_arena;
+static std::atomic<long> g_arena_allocs{0};
+
+// ----------------------------------------------------------------------------- geometry
+// A zero-padded NHWC buffer: N x (H+2) x (W+2) x ps floats, interior at (y+1, x+1).
+struct Pad {
+  float* p;
+  int N, H, W, ps;
+  long rs() const { return (long)(W + 2) * ps; }
+  long is() const { return (long)(H + 2) * rs(); }
+  size_t size() const { return (size_t)N * is(); }
+  float* row(int n, int y) const { return p + n * is() + (long)y * rs(); }  // padded row y
+  float* at(int n, int y, int x) const { return p + n * is() + (long)(y + 1) * rs() + (long)(x + 1) * ps; }
+  void zero_border() const {
+    const long rsz = rs();
+    at::parallel_for(0, N, 1, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) {
+        float* base = p + n * is();
+        std::memset(base, 0, rsz * sizeof(float));
+        std::memset(base + (long)(H + 1) * rsz, 0, rsz * sizeof(float));
+        for (int y = 1; y <= H; ++y) {
+          std::memset(base + y * rsz, 0, ps * sizeof(float));
+          std::memset(base + y * rsz + (long)(W + 1) * ps, 0, ps * sizeof(float));
+        }
+      }
+    });
+  }
+  void zero_all() const { std::memset(p, 0, size() * sizeof(float)); }
+};
+static size_t pad_size(int N, int H, int W, int ps) { return (size_t)N * (H + 2) * (W + 2) * ps; }
+
+// packed forward weights: [tap][Cin][CoutP] from OIHW (Cout, Cin, 3, 3)
+static void pack_fwd(const float* w, int Cout, int Cin, int CoutP, float* out) {
+  std::memset(out, 0, sizeof(float) * 9 * Cin * CoutP);
+  for (int co = 0; co < Cout; ++co)
+    for (int ci = 0; ci < Cin; ++ci)
+      for (int t = 0; t < 9; ++t) out[((long)t * Cin + ci) * CoutP + co] = w[((long)co * Cin + ci) * 9 + t];
+}
+// packed dgrad weights: a conv from Cout to Cin channels with taps flipped:
+// [t'][co][CinP] = w[co][ci][8 - t']
+static void pack_dgrad(const float* w, int Cout, int Cin, int CinP, float* out) {
+  std::memset(out, 0, sizeof(float) * 9 * Cout * CinP);
+  for (int co = 0; co < Cout; ++co)
+    for (int ci = 0; ci < Cin; ++ci)
+      for (int t = 0; t < 9; ++t) out[((long)(8 - t) * Cout + co) * CinP + ci] = w[((long)co * Cin + ci) * 9 + t];
+}
+static void make_koff(int Cin, long ips, long irs, long* koff) {
+  for (int t = 0; t < 9; ++t)
+    for (int ci = 0; ci < Cin; ++ci) koff[t * Cin + ci] = (t / 3) * irs + (t % 3) * ips + ci;
+}
+
+// ----------------------------------------------------------------------------- layer drivers
+struct ConvJob {
+  const Pad* in;   // padded input, Cin channels at pixel stride in->ps
+  int Cin;
+  const float* w;  // packed [9][Cin][CoutP]
+  int Cout, CoutP;
+  const float* bias;  // CoutP or null
+  int epi;            // 0 none, 1 relu, 2 mask
+  // direct output (aligned Cout and no custom epilogue): out(n, y) row pointers
+  float* out;
+  long out_is, out_rs, out_ps;
+  const float* mask;
+  long mask_is, mask_rs, mask_ps;
+};
+
+// Runs a conv over all N*H rows. `fin(n, y, row)`, when given, receives the finished
+// row (CoutP channels per pixel, epilogue EPI applied) instead of a direct store.
+template <class Fin>
+static void run_conv(const ConvJob& j, float* scratch, bool use_fin, Fin fin) {
+  const Kernels& k = K();
+  const Pad& in = *j.in;
+  const int N = in.N, H = in.H, W = in.W;
+  const long ssz = (long)W * j.CoutP;
+  ConvRowFn fn = k.conv[j.epi];
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+    float* scr = scratch + (long)tid * 2 * ssz;
+    float* fsc = scr + ssz;
+#pragma omp for schedule(dynamic, 1)
+    for (long r = 0; r < (long)N * H; ++r) {
+      const int n = r / H, y = r % H;
+      const float* inr = in.row(n, y);
+      if (use_fin) {
+        fn(W, inr, in.ps, in.rs(), j.Cin, j.w, j.CoutP, j.bias, scr, fsc, j.CoutP, nullptr, 0);
+        fin(n, y, fsc, tid);
+      } else {
+        float* o = j.out + n * j.out_is + y * j.out_rs;
+        const float* m = j.mask ? j.mask + n * j.mask_is + y * j.mask_rs : nullptr;
+        fn(W, inr, in.ps, in.rs(), j.Cin, j.w, j.CoutP, j.bias, scr, o, j.out_ps, m, j.mask_ps);
+      }
+    }
+  }
+}
+static size_t conv_scratch_size(int W, int CoutP) { return (size_t)omp_get_max_threads() * 2 * W * CoutP + 64; }
+
+// Weight + bias gradient of one layer: packed partials per thread, reduced into
+// gw_out [9*Cin+1][CoutP] (row 9*Cin = bias).
+static void run_wgrad(const Pad& in, int Cin, const float* gy, long gy_is, long gy_rs, long gy_ps, int CoutP,
+                      const long* koff, float* partials, float* gw_out) {
+  const Kernels& k = K();
+  const int N = in.N, H = in.H, W = in.W;
+  const long gsz = (long)(9 * Cin + 1) * CoutP;
+  int nth = 1;
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+#pragma omp single
+    nth = omp_get_num_threads();
+    float* gw = partials + tid * gsz;
+    std::memset(gw, 0, gsz * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+    for (long r = 0; r < (long)N * H; ++r) {
+      const int n = r / H, y = r % H;
+      k.wgrad(W, in.row(n, y), in.ps, Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw);
+    }
+  }
+  for (long i = 0; i < gsz; ++i) {
+    float s = 0.f;
+    for (int t = 0; t < nth; ++t) s += partials[t * gsz + i];
+    gw_out[i] = s;
+  }
+}
+static size_t wgrad_scratch_size(int Cin, int CoutP) { return (size_t)omp_get_max_threads() * (9 * Cin + 1) * CoutP + 64; }
+
+// ----------------------------------------------------------------------------- checks
+static void check_nhwc(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.device().is_cpu(), "mzsr_fast cpu: ", what, " must be a CPU tensor");
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "mzsr_fast cpu: ", what, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 4, "mzsr_fast cpu: ", what, " must be (N, H, W, C), got ", t.sizes());
+}
+static void check_w(const at::Tensor& w) {
+  TORCH_CHECK(w.device().is_cpu() && w.scalar_type() == at::kFloat, "mzsr_fast cpu: w must be CPU float32");
+  TORCH_CHECK(w.dim() == 4 && w.size(2) == 3 && w.size(3) == 3, "mzsr_fast cpu: w must be (Cout, Cin, 3, 3), got ",
+              w.sizes());
+}
+
+// copy an NHWC tensor into the interior of a padded buffer (ps >= C; lanes C..ps-1 zeroed)
+static void fill_pad(const Pad& P, const float* src, int C) {
+  const int N = P.N, H = P.H, W = P.W;
+  at::parallel_for(0, (int64_t)N * H, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int n = r / H, y = r % H;
+      float* d = P.at(n, y, 0);
+      const float* s = src + ((long)n * H + y) * W * C;
+      if (P.ps == C) {
+        std::memcpy(d, s, sizeof(float) * W * C);
+      } else {
+        for (int x = 0; x < W; ++x) {
+          for (int c = 0; c < C; ++c) d[(long)x * P.ps + c] = s[(long)x * C + c];
+          for (int c = C; c < P.ps; ++c) d[(long)x * P.ps + c] = 0.f;
+        }
+      }
+    }
+  });
+}
+
+// ----------------------------------------------------------------------------- single ops
+at::Tensor conv3x3_fwd(const at::Tensor& x_, const at::Tensor& w_, const c10::optional<at::Tensor>& b_, bool relu,
+                       const c10::optional<at::Tensor>& res_) {
+  check_nhwc(x_, "x");
+  check_w(w_);
+  auto x = x_.contiguous();
+  auto w = w_.contiguous();
+  const int N = x.size(0), H = x.size(1), W = x.size(2), Cin = x.size(3), Cout = w.size(0);
+  TORCH_CHECK(w.size(1) == Cin, "mzsr_fast cpu: conv3x3_fwd: x has ", Cin, " channels, w expects ", w.size(1));
+  at::Tensor res;
+  if (res_.has_value() && res_->defined()) {
+    res = res_->contiguous();
+    check_nhwc(res, "residual");
+    TORCH_CHECK(res.sizes() == at::IntArrayRef({N, H, W, Cout}), "mzsr_fast cpu: residual shape ", res.sizes());
+  }
+  auto y = at::empty({N, H, W, Cout}, x.options());
+  if (y.numel() == 0) return y;
+  const int VW = K().VW, CoutP = round_up(Cout, VW);
+  Arena a;
+  a.reset(pad_size(N, H, W, Cin) + (size_t)9 * Cin * CoutP + CoutP + conv_scratch_size(W, CoutP) + 64);
+  Pad P{a.take(pad_size(N, H, W, Cin)), N, H, W, Cin};
+  P.zero_border();
+  fill_pad(P, x.data_ptr<float>(), Cin);
+  float* wp = a.take((size_t)9 * Cin * CoutP);
+  pack_fwd(w.data_ptr<float>(), Cout, Cin, CoutP, wp);
+  float* bp = nullptr;
+  if (b_.has_value() && b_->defined()) {
+    auto b = b_->contiguous();
+    TORCH_CHECK(b.numel() == Cout && b.scalar_type() == at::kFloat, "mzsr_fast cpu: bias must be (Cout,) float32");
+    bp = a.take(CoutP);
+    std::memset(bp, 0, CoutP * sizeof(float));
+    std::memcpy(bp, b.data_ptr<float>(), Cout * sizeof(float));
+  }
+  float* scratch = a.take(conv_scratch_size(W, CoutP));
+  float* yp = y.data_ptr<float>();
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
+  ConvJob j{&P, Cin, wp, Cout, CoutP, bp, relu ? 1 : 0, yp, (long)H * W * Cout, (long)W * Cout, Cout, nullptr, 0, 0, 0};
+  const bool direct = CoutP == Cout && rp == nullptr;
+  run_conv(j, scratch, !direct, [&](int n, int yy, const float* row, int) {
+    float* o = yp + ((long)n * H + yy) * W * Cout;
+    const float* rr = rp ? rp + ((long)n * H + yy) * W * Cout : nullptr;
+    for (int xx = 0; xx < W; ++xx)
+      for (int c = 0; c < Cout; ++c) {
+        float v = row[(long)xx * CoutP + c];
+        if (rr) v += rr[(long)xx * Cout + c];
+        o[(long)xx * Cout + c] = v;
+      }
+  });
+  return y;
+}
+
+at::Tensor conv3x3_dgrad(const at::Tensor& gy_, const at::Tensor& w_, const c10::optional<at::Tensor>& m_) {
+  check_nhwc(gy_, "gy");
+  check_w(w_);
+  auto gy = gy_.contiguous();
+  auto w = w_.contiguous();
+  const int N = gy.size(0), H = gy.size(1), W = gy.size(2), Cout = gy.size(3), Cin = w.size(1);
+  TORCH_CHECK(w.size(0) == Cout, "mzsr_fast cpu: conv3x3_dgrad: gy has ", Cout, " channels, w has Cout ", w.size(0));
+  at::Tensor m;
+  if (m_.has_value() && m_->defined()) {
+    m = m_->contiguous();
+    check_nhwc(m, "mask_src");
+    TORCH_CHECK(m.sizes() == at::IntArrayRef({N, H, W, Cin}), "mzsr_fast cpu: mask_src shape ", m.sizes());
+  }
+  auto gx = at::empty({N, H, W, Cin}, gy.options());
+  if (gx.numel() == 0) return gx;
+  const int VW = K().VW, CinP = round_up(Cin, VW);
+  Arena a;
+  a.reset(pad_size(N, H, W, Cout) + (size_t)9 * Cout * CinP + conv_scratch_size(W, CinP) + 64);
+  Pad P{a.take(pad_size(N, H, W, Cout)), N, H, W, Cout};
+  P.zero_border();
+  fill_pad(P, gy.data_ptr<float>(), Cout);
+  float* wp = a.take((size_t)9 * Cout * CinP);
+  pack_dgrad(w.data_ptr<float>(), Cout, Cin, CinP, wp);
+  float* scratch = a.take(conv_scratch_size(W, CinP));
+  float* gp = gx.data_ptr<float>();
+  const float* mp = m.defined() ? m.data_ptr<float>() : nullptr;
+  const long is = (long)H * W * Cin, rs = (long)W * Cin;
+  ConvJob j{&P, Cout, wp, Cin, CinP, nullptr, mp ? 2 : 0, gp, is, rs, Cin, mp, is, rs, Cin};
+  const bool direct = CinP == Cin;
+  if (!direct) j.epi = 0;
+  run_conv(j, scratch, !direct, [&](int n, int yy, const float* row, int) {
+    float* o = gp + n * is + yy * rs;
+    const float* mr = mp ? mp + n * is + yy * rs : nullptr;
+    for (int xx = 0; xx < W; ++xx)
+      for (int c = 0; c < Cin; ++c) {
+        float v = row[(long)xx * CinP + c];
+        if (mr && !(mr[(long)xx * Cin + c] > 0.f)) v = 0.f;
+        o[(long)xx * Cin + c] = v;
+      }
+  });
+  return gx;
+}
+
+std::tuple<at::Tensor, at::Tensor> conv3x3_wgrad(const at::Tensor& x_, const at::Tensor& gy_) {
+  check_nhwc(x_, "x");
+  check_nhwc(gy_, "gy");
+  auto x = x_.contiguous();
+  auto gy = gy_.contiguous();
+  const int N = x.size(0), H = x.size(1), W = x.size(2), Cin = x.size(3), Cout = gy.size(3);
+  TORCH_CHECK(gy.size(0) == N && gy.size(1) == H && gy.size(2) == W, "mzsr_fast cpu: conv3x3_wgrad: x ", x.sizes(),
+              " vs gy ", gy.sizes());
+  auto gw = at::zeros({Cout, Cin, 3, 3}, x.options());
+  auto gb = at::zeros({Cout}, x.options());
+  if (x.numel() == 0 || gy.numel() == 0) return {gw, gb};
+  const int VW = K().VW, CoutP = round_up(Cout, VW);
+  const bool copy_gy = CoutP != Cout;
+  Arena a;
+  a.reset(pad_size(N, H, W, Cin) + (copy_gy ? (size_t)N * H * W * CoutP : 0) + (size_t)9 * Cin + 16 +
+          wgrad_scratch_size(Cin, CoutP) + (size_t)(9 * Cin + 1) * CoutP + 64);
+  Pad P{a.take(pad_size(N, H, W, Cin)), N, H, W, Cin};
+  P.zero_border();
+  fill_pad(P, x.data_ptr<float>(), Cin);
+  const float* g = gy.data_ptr<float>();
+  if (copy_gy) {
+    float* gc = a.take((size_t)N * H * W * CoutP);
+    const long npx = (long)N * H * W;
+    at::parallel_for(0, npx, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p) {
+        for (int c = 0; c < Cout; ++c) gc[p * CoutP + c] = g[p * Cout + c];
+        for (int c = Cout; c < CoutP; ++c) gc[p * CoutP + c] = 0.f;
+      }
+    });
+    g = gc;
+  }
+  long* koff = reinterpret_cast<long*>(a.take((size_t)9 * Cin * 2 + 16));
+  make_koff(Cin, P.ps, P.rs(), koff);
+  float* parts = a.take(wgrad_scratch_size(Cin, CoutP));
+  float* red = a.take((size_t)(9 * Cin + 1) * CoutP);
+  run_wgrad(P, Cin, g, (long)H * W * CoutP, (long)W * CoutP, CoutP, CoutP, koff, parts, red);
+  float* gwp = gw.data_ptr<float>();
+  float* gbp = gb.data_ptr<float>();
+  for (int co = 0; co < Cout; ++co) {
+    for (int ci = 0; ci < Cin; ++ci)
+      for (int t = 0; t < 9; ++t) gwp[((long)co * Cin + ci) * 9 + t] = red[((long)t * Cin + ci) * CoutP + co];
+    gbp[co] = red[(long)9 * Cin * CoutP + co];
+  }
+  return {gw, gb};
+}
+
+std::tuple<at::Tensor, at::Tensor> l1_loss_grad(const at::Tensor& pred_, const at::Tensor& target_) {
+  TORCH_CHECK(pred_.device().is_cpu() && pred_.scalar_type() == at::kFloat && target_.scalar_type() == at::kFloat,
+              "mzsr_fast cpu: l1_loss_grad needs CPU float32 tensors");
+  TORCH_CHECK(pred_.sizes() == target_.sizes(), "mzsr_fast cpu: l1_loss_grad: pred ", pred_.sizes(), " vs target ",
+              target_.sizes());
+  auto pred = pred_.contiguous();
+  auto target = target_.contiguous();
+  auto g = at::empty_like(pred);
+  const int64_t n = pred.numel();
+  const float* p = pred.data_ptr<float>();
+  const float* t = target.data_ptr<float>();
+  float* gp = g.data_ptr<float>();
+  const float inv = 1.0f / (float)n;
+  double s = 0.0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = p[i] - t[i];
+    s += std::fabs(d);
+    gp[i] = (float)((d > 0.f) - (d < 0.f)) * inv;
+  }
+  auto loss = at::scalar_tensor(n ? (float)(s / (double)n) : NAN, pred.options());
+  return {loss, g};
+}
+
+void sgd_update_(at::TensorList params, at::TensorList grads, const at::Tensor& lr_t) {
+  TORCH_CHECK(params.size() == grads.size(), "sgd_update_: ", params.size(), " params but ", grads.size(), " grads");
+  const float lr = lr_t.item<float>();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i];
+    TORCH_CHECK(p.is_contiguous() && p.scalar_type() == at::kFloat && p.device().is_cpu(),
+                "mzsr_fast cpu: sgd_update_ params must be contiguous CPU float32");
+    TORCH_CHECK(grads[i].sizes() == p.sizes(), "sgd_update_: param ", i, " ", p.sizes(), " vs grad ", grads[i].sizes());
+    auto g = grads[i].to(at::kFloat).contiguous();
+    float* pp = p.data_ptr<float>();
+    const float* gp = g.data_ptr<float>();
+    const int64_t n = p.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t k = 0; k < n; ++k) pp[k] -= lr * gp[k];
+  }
+}
+
+// ----------------------------------------------------------------------------- whole net
+static constexpr int NL = 8;
+
+struct Net {
+  int cin[NL], cout[NL], coutp[NL], cinp[NL];
+};
+
+static Net net_shape(at::TensorList params) {
+  TORCH_CHECK(params.size() == 2 * NL, "mzsr_fast cpu: expected ", 2 * NL, " params [w0, b0, ..., w7, b7], got ",
+              params.size());
+  Net n;
+  const int VW = K().VW;
+  for (int i = 0; i < NL; ++i) {
+    const at::Tensor& w = params[2 * i];
+    const at::Tensor& b = params[2 * i + 1];
+    check_w(w);
+    TORCH_CHECK(w.is_contiguous(), "mzsr_fast cpu: params must be contiguous");
+    TORCH_CHECK(b.is_contiguous() && b.scalar_type() == at::kFloat && b.numel() == w.size(0),
+                "mzsr_fast cpu: bias ", i, " must be contiguous float32 (Cout,)");
+    n.cout[i] = w.size(0);
+    n.cin[i] = w.size(1);
+    n.coutp[i] = round_up(n.cout[i], VW);
+    n.cinp[i] = round_up(n.cin[i], VW);
+    if (i > 0) TORCH_CHECK(n.cin[i] == n.cout[i - 1], "mzsr_fast cpu: layer ", i, " Cin ", n.cin[i], " != previous Cout");
+  }
+  TORCH_CHECK(n.cout[NL - 1] == n.cin[0], "mzsr_fast cpu: the residual needs Cout of the last layer == Cin of the first");
+  return n;
+}
+
+// Forward of the whole net: x (N, H, W, C) NHWC -> x + net(x).  Ping-pong between two
+// padded buffers carved from the arena.
+at::Tensor net_forward(at::TensorList params, const at::Tensor& x_) {
+  check_nhwc(x_, "x");
+  const Net S = net_shape(params);
+  auto x = x_.contiguous();
+  const int N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  TORCH_CHECK(C == S.cin[0], "mzsr_fast cpu: x has ", C, " channels, net expects ", S.cin[0]);
+  auto y = at::empty_like(x);
+  if (x.numel() == 0) return y;
+  int cmax = 0, cpmax = 0;
+  size_t wsz = 0;
+  for (int i = 0; i < NL; ++i) {
+    cmax = std::max(cmax, S.cout[i]);
+    cpmax = std::max(cpmax, S.coutp[i]);
+    wsz += (size_t)9 * S.cin[i] * S.coutp[i] + S.coutp[i] + 32;
+  }
+  Arena& a = t_arena;
+  const size_t need = pad_size(N, H, W, C) + 2 * pad_size(N, H, W, cmax) + wsz + conv_scratch_size(W, cpmax) + 256;
+  if (need > a.cap) g_arena_allocs++;
+  a.reset(need);
+  Pad X{a.take(pad_size(N, H, W, C)), N, H, W, C};
+  Pad B[2] = {{a.take(pad_size(N, H, W, cmax)), N, H, W, cmax}, {a.take(pad_size(N, H, W, cmax)), N, H, W, cmax}};
+  float* wp[NL];
+  float* bp[NL];
+  for (int i = 0; i < NL; ++i) {
+    wp[i] = a.take((size_t)9 * S.cin[i] * S.coutp[i]);
+    pack_fwd(params[2 * i].data_ptr<float>(), S.cout[i], S.cin[i], S.coutp[i], wp[i]);
+    bp[i] = a.take(S.coutp[i]);
+    std::memset(bp[i], 0, S.coutp[i] * sizeof(float));
+    std::memcpy(bp[i], params[2 * i + 1].data_ptr<float>(), S.cout[i] * sizeof(float));
+  }
+  float* scratch = a.take(conv_scratch_size(W, cpmax));
+  X.zero_border();
+  fill_pad(X, x.data_ptr<float>(), C);
+  const Pad* cur = &X;
+  for (int i = 0; i < NL; ++i) {
+    const bool last = i == NL - 1;
+    if (!last) {
+      Pad& o = B[i & 1];
+      o.ps = S.cout[i];
+      o.zero_border();
+      ConvJob j{cur, S.cin[i], wp[i], S.cout[i], S.coutp[i], bp[i], 1, o.at(0, 0, 0), o.is(), o.rs(), o.ps,
+                nullptr, 0, 0, 0};
+      const bool direct = S.coutp[i] == S.cout[i];
+      if (direct) {
+        run_conv(j, scratch, false, [](int, int, const float*, int) {});
+      } else {
+        j.epi = 0;
+        run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+          float* d = o.at(n, yy, 0);
+          for (int xx = 0; xx < W; ++xx)
+            for (int c = 0; c < o.ps; ++c) d[(long)xx * o.ps + c] = std::max(row[(long)xx * S.coutp[i] + c], 0.f);
+        });
+      }
+      cur = &o;
+    } else {
+      const int Co = S.cout[i], CoP = S.coutp[i];
+      float* yp = y.data_ptr<float>();
+      ConvJob j{cur, S.cin[i], wp[i], Co, CoP, bp[i], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0};
+      run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+        const float* xr = X.at(n, yy, 0);
+        float* d = yp + ((long)n * H + yy) * W * Co;
+        for (int xx = 0; xx < W; ++xx)
+          for (int c = 0; c < Co; ++c) d[(long)xx * Co + c] = xr[(long)xx * C + c] + row[(long)xx * CoP + c];
+      });
+    }
+  }
+  return y;
+}
+
+// One whole step.  update: p -= lr * grad in place (adapt_step); otherwise the gradients
+// are written to grads_out (OIHW / (Cout,)).  Returns the loss before the update.
+static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const at::Tensor& t_, float lr, bool update,
+                            std::vector<at::Tensor>* grads_out) {
+  check_nhwc(x_, "x");
+  check_nhwc(t_, "target");
+  const Net S = net_shape(params);
+  auto x = x_.contiguous();
+  auto tg = t_.contiguous();
+  const int N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  TORCH_CHECK(C == S.cin[0], "mzsr_fast cpu: x has ", C, " channels, net expects ", S.cin[0]);
+  TORCH_CHECK(tg.sizes() == x.sizes(), "mzsr_fast cpu: target ", tg.sizes(), " must match x ", x.sizes());
+  TORCH_CHECK(x.numel() > 0, "mzsr_fast cpu: empty input");
+  const int nth = omp_get_max_threads();
+  // sizes
+  size_t need = pad_size(N, H, W, C);  // a[0] = x
+  for (int i = 0; i < NL - 1; ++i) need += pad_size(N, H, W, S.cout[i]) + 16;  // a[1..7]
+  const int CoL = S.cout[NL - 1], CoLP = S.coutp[NL - 1];
+  need += pad_size(N, H, W, CoLP) + 16;  // gradient of the last layer's output (CoutP lanes)
+  int cpmax = 0;
+  size_t wpk = 0, gmax = 0;
+  for (int i = 0; i < NL; ++i) {
+    cpmax = std::max({cpmax, S.coutp[i], S.cinp[i]});
+    wpk += (size_t)9 * S.cin[i] * S.coutp[i] + S.coutp[i] + (size_t)9 * S.cout[i] * S.cinp[i] + 64;
+    gmax = std::max(gmax, wgrad_scratch_size(S.cin[i], S.coutp[i]) + (size_t)(9 * S.cin[i] + 1) * S.coutp[i] +
+                              (size_t)9 * S.cin[i] * 2 + 64);
+  }
+  need += wpk + conv_scratch_size(W, cpmax) + gmax + 2 * (size_t)nth * 16 + 512;
+  Arena& a = t_arena;
+  if (need > a.cap) g_arena_allocs++;
+  a.reset(need);
+  Pad A[NL];
+  A[0] = Pad{a.take(pad_size(N, H, W, C)), N, H, W, C};
+  for (int i = 1; i < NL; ++i) A[i] = Pad{a.take(pad_size(N, H, W, S.cout[i - 1])), N, H, W, S.cout[i - 1]};
+  Pad G{a.take(pad_size(N, H, W, CoLP)), N, H, W, CoLP};
+  float *wf[NL], *bf[NL], *wd[NL];
+  for (int i = 0; i < NL; ++i) {
+    wf[i] = a.take((size_t)9 * S.cin[i] * S.coutp[i]);
+    bf[i] = a.take(S.coutp[i]);
+    wd[i] = a.take((size_t)9 * S.cout[i] * S.cinp[i]);
+    const float* w = params[2 * i].data_ptr<float>();
+    pack_fwd(w, S.cout[i], S.cin[i], S.coutp[i], wf[i]);
+    if (i > 0) pack_dgrad(w, S.cout[i], S.cin[i], S.cinp[i], wd[i]);
+    std::memset(bf[i], 0, S.coutp[i] * sizeof(float));
+    std::memcpy(bf[i], params[2 * i + 1].data_ptr<float>(), S.cout[i] * sizeof(float));
+  }
+  float* scratch = a.take(conv_scratch_size(W, cpmax));
+  float* gscr = a.take(gmax);
+  double* lpart = reinterpret_cast<double*>(a.take((size_t)nth * 16 * 2));
+  for (int i = 0; i < NL; ++i) A[i].zero_border();
+  G.zero_border();
+  fill_pad(A[0], x.data_ptr<float>(), C);
+
+  // ---- forward
+  for (int i = 0; i < NL - 1; ++i) {
+    Pad& o = A[i + 1];
+    ConvJob j{&A[i], S.cin[i], wf[i], S.cout[i], S.coutp[i], bf[i], 1, o.at(0, 0, 0), o.is(), o.rs(), o.ps,
+              nullptr, 0, 0, 0};
+    if (S.coutp[i] == S.cout[i]) {
+      run_conv(j, scratch, false, [](int, int, const float*, int) {});
+    } else {
+      j.epi = 0;
+      const int cp = S.coutp[i];
+      run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+        float* d = o.at(n, yy, 0);
+        for (int xx = 0; xx < W; ++xx)
+          for (int c = 0; c < o.ps; ++c) d[(long)xx * o.ps + c] = std::max(row[(long)xx * cp + c], 0.f);
+      });
+    }
+  }
+  // last layer + residual + L1 loss and its gradient, fused in the epilogue
+  for (int t = 0; t < nth; ++t) lpart[t * 8] = 0.0;
+  {
+    const float inv = 1.0f / (float)x.numel();
+    const float* tp = tg.data_ptr<float>();
+    const int L = NL - 1;
+    ConvJob j{&A[L], S.cin[L], wf[L], CoL, CoLP, bf[L], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0};
+    run_conv(j, scratch, true, [&](int n, int yy, const float* row, int tid) {
+      const float* xr = A[0].at(n, yy, 0);
+      const float* tr = tp + ((long)n * H + yy) * W * C;
+      float* g = G.at(n, yy, 0);
+      double s = 0.0;
+      for (int xx = 0; xx < W; ++xx) {
+        for (int c = 0; c < CoL; ++c) {
+          const float d = (xr[(long)xx * C + c] + row[(long)xx * CoLP + c]) - tr[(long)xx * C + c];
+          s += std::fabs(d);
+          g[(long)xx * CoLP + c] = (float)((d > 0.f) - (d < 0.f)) * inv;
+        }
+        for (int c = CoL; c < CoLP; ++c) g[(long)xx * CoLP + c] = 0.f;
+      }
+      lpart[tid * 8] += s;
+    });
+  }
+  double ls = 0.0;
+  for (int t = 0; t < nth; ++t) ls += lpart[t * 8];
+  auto loss = at::scalar_tensor((float)(ls / (double)x.numel()), x.options());
+
+  // ---- backward: gy of layer i lives in G (i = 7) or, after dgrad, in A[i+1]
+  const float* gy = G.at(0, 0, 0);
+  long gis = G.is(), grs = G.rs(), gps = G.ps;
+  for (int i = NL - 1; i >= 0; --i) {
+    const int Ci = S.cin[i], Co = S.cout[i], CoP = S.coutp[i];
+    long* koff = reinterpret_cast<long*>(gscr);
+    make_koff(Ci, A[i].ps, A[i].rs(), koff);
+    float* red = gscr + (size_t)9 * Ci * 2 + 32;
+    float* parts = red + (size_t)(9 * Ci + 1) * CoP + 32;
+    // gy must have CoP readable lanes: true for G (CoLP) and for A[i+1] when Co == CoP
+    TORCH_INTERNAL_ASSERT(gps >= CoP || i == NL - 1);
+    run_wgrad(A[i], Ci, gy, gis, grs, gps, CoP, koff, parts, red);
+    if (i > 0) {
+      // gx = conv^T(gy, w_i) * (A[i] > 0), in place over A[i] (its last use was the wgrad above)
+      Pad& o = A[i];
+      Pad gin{const_cast<float*>(gy) - grs - gps, N, H, W, (int)gps};
+      const int CiP = S.cinp[i];
+      ConvJob j{&gin, Co, wd[i], Ci, CiP, nullptr, 2, o.at(0, 0, 0), o.is(), o.rs(), o.ps, o.at(0, 0, 0), o.is(),
+                o.rs(), o.ps};
+      if (CiP == Ci) {
+        run_conv(j, scratch, false, [](int, int, const float*, int) {});
+      } else {
+        j.epi = 0;
+        run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+          float* d = o.at(n, yy, 0);
+          for (int xx = 0; xx < W; ++xx)
+            for (int c = 0; c < Ci; ++c) {
+              const float m = d[(long)xx * Ci + c];
+              d[(long)xx * Ci + c] = m > 0.f ? row[(long)xx * CiP + c] : 0.f;
+            }
+        });
+      }
+    }
+    // the gradient (and the fused SGD update) of layer i
+    float* w = params[2 * i].data_ptr<float>();
+    float* b = params[2 * i + 1].data_ptr<float>();
+    if (update) {
+      for (int co = 0; co < Co; ++co) {
+        for (int ci = 0; ci < Ci; ++ci)
+          for (int t = 0; t < 9; ++t) w[((long)co * Ci + ci) * 9 + t] -= lr * red[((long)t * Ci + ci) * CoP + co];
+        b[co] -= lr * red[(long)9 * Ci * CoP + co];
+      }
+    } else {
+      float* gw = (*grads_out)[2 * i].data_ptr<float>();
+      float* gb = (*grads_out)[2 * i + 1].data_ptr<float>();
+      for (int co = 0; co < Co; ++co) {
+        for (int ci = 0; ci < Ci; ++ci)
+          for (int t = 0; t < 9; ++t) gw[((long)co * Ci + ci) * 9 + t] = red[((long)t * Ci + ci) * CoP + co];
+        gb[co] = red[(long)9 * Ci * CoP + co];
+      }
+    }
+    if (i > 0) {
+      gy = A[i].at(0, 0, 0);
+      gis = A[i].is();
+      grs = A[i].rs();
+      gps = A[i].ps;
+    }
+  }
+  return loss;
+}
+
+at::Tensor adapt_step(at::TensorList params, const at::Tensor& x, const at::Tensor& target, const at::Tensor& lr) {
+  const float l = lr.item<float>();
+  return step_impl(params, x, target, l, true, nullptr);
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> net_grads(at::TensorList params, const at::Tensor& x,
+                                                          const at::Tensor& target) {
+  std::vector<at::Tensor> g;
+  for (const auto& p : params) g.push_back(at::empty_like(p));
+  auto loss = step_impl(params, x, target, 0.f, false, &g);
+  return {loss, g};
+}
+
+std::string cpu_isa(std::string request) {
+  if (!request.empty()) g_kern.store(pick_named(request));
+  return K().name;
+}
+
+int64_t cpu_arena_allocs() { return g_arena_allocs.load(); }
+
+void cpu_release_workspace() {
+  Arena& a = t_arena;
+  std::free(a.p);
+  a.p = nullptr;
+  a.cap = 0;
+  a.used = 0;
+}
+
+}  // namespace mzsr_cpu
+
+TORCH_LIBRARY_FRAGMENT(mzsr_fast, m) {
+  // whole-net forward x + net(x), NHWC; params [w0, b0, ..., w7, b7]
+  m.def("net_forward(Tensor[] params, Tensor x) -> Tensor");
+  // loss and gradients [gw0, gb0, ...] of the L1 loss of x + net(x) vs target, no update
+  m.def("net_grads(Tensor[] params, Tensor x, Tensor target) -> (Tensor, Tensor[])");
+  // CPU kernel variant: "" queries, "avx512" / "avx2" / "scalar" / "best" selects
+  m.def("cpu_isa(str request) -> str", &mzsr_cpu::cpu_isa);
+  // number of times a per-thread arena grew (allocation accounting for tests)
+  m.def("cpu_arena_allocs() -> int", &mzsr_cpu::cpu_arena_allocs);
+  // frees this thread's arena (the next net call allocates it again)
+  m.def("cpu_release_workspace() -> ()", &mzsr_cpu::cpu_release_workspace);
+}
+
+TORCH_LIBRARY_IMPL(mzsr_fast, CPU, m) {
+  m.impl("conv3x3_fwd", &mzsr_cpu::conv3x3_fwd);
+  m.impl("conv3x3_dgrad", &mzsr_cpu::conv3x3_dgrad);
+  m.impl("conv3x3_wgrad", &mzsr_cpu::conv3x3_wgrad);
+  m.impl("l1_loss_grad", &mzsr_cpu::l1_loss_grad);
+  m.impl("sgd_update_", &mzsr_cpu::sgd_update_);
+  m.impl("adapt_step", &mzsr_cpu::adapt_step);
+  m.impl("net_forward", &mzsr_cpu::net_forward);
+  m.impl("net_grads", &mzsr_cpu::net_grads);
+}
