@@ -1,0 +1,196 @@
+// Tensor-core NHWC 3x3 conv (forward and input gradient): implicit GEMM on WMMA with
+// TF32 or bf16 operands and fp32 accumulation, same semantics and epilogue as the fp32
+// SIMT kernel (conv3x3_simt.cu).
+//
+// Block tile: 64 pixels x 64 output channels, K step 32 channels of one tap; 4 warps in
+// 2 x 2, each 32 x 32 (2 x 2 fragments of 16 x 16).  Global -> register -> shared staging
+// with double-buffered shared memory (one __syncthreads per K step): the loads of step
+// t+1 are in flight while step t computes.  Operands are converted to tf32 / bf16 when
+// they are written to shared memory.  Requires Cin % 32 == 0, Cout % 64 == 0 and 16-byte
+// aligned pointers (float4 loads); the host falls back to the SIMT kernel otherwise.
+#include "cuda_compat.cuh"
+#include "tc_common.cuh"
+
+namespace mzsr {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int BM = 64, BN = 64, BK = 32;
+
+template <typename T>
+struct ConvTcSmem {
+  static constexpr int LDA = BK + TcTraits<T>::kPad;  // As[m][k]
+  static constexpr int LDB = BN + TcTraits<T>::kPad;  // Bs[k][n]
+  static constexpr int LDC = BN + 4;                  // Cs[m][n] fp32
+  static constexpr int A_ELEMS = BM * LDA;
+  static constexpr int B_ELEMS = BK * LDB;
+  static constexpr int STAGE_BYTES = (A_ELEMS + B_ELEMS) * static_cast<int>(sizeof(T));
+  static constexpr int C_BYTES = BM * LDC * 4;
+  static constexpr int BYTES = 2 * STAGE_BYTES > C_BYTES ? 2 * STAGE_BYTES : C_BYTES;
+  static_assert((A_ELEMS * sizeof(T)) % 32 == 0 && STAGE_BYTES % 32 == 0, "WMMA needs 256-bit aligned tiles");
+};
+
+template <typename T>
+__device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
+  using S = ConvTcSmem<T>;
+  using Tr = TcTraits<T>;
+  constexpr int LDA = S::LDA, LDB = S::LDB, LDC = S::LDC;
+  __shared__ __align__(128) unsigned char smem[S::BYTES];
+  auto As = [&](int s) { return reinterpret_cast<T*>(smem + s * S::STAGE_BYTES); };
+  auto Bs = [&](int s) { return reinterpret_cast<T*>(smem + s * S::STAGE_BYTES) + S::A_ELEMS; };
+  float* Cs = reinterpret_cast<float*>(smem);
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int wm = warp / 2, wn = warp % 2;  // warp tile (wm*32, wn*32)
+  const int P = p.N * p.H * p.W;
+  const int m0 = blockIdx.x * BM;
+  const int n0 = blockIdx.y * BN;
+  const int CC = p.Cin / BK;  // channel chunks per tap
+  const int T_STEPS = 9 * CC;
+
+  // A loader: 64 rows x 8 float4; this thread: column a_c4, rows a_row + 16 r
+  const int a_c4 = tid % 8, a_row = tid / 8;
+  PixelPos a_pos[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) a_pos[r] = pixel_pos(m0 + a_row + 16 * r, P, p.H, p.W);
+  // B loader: 32 rows x 16 float4; this thread: column b_c4, rows b_row + 8 r
+  const int b_c4 = tid % 16, b_row = tid / 16;
+
+  float4 ra[4], rb[4];
+  auto load_tile = [&](int t) {
+    const int tap = t / CC, c0 = (t - tap * CC) * BK;
+    const int dh = tap / 3 - 1, dw = tap % 3 - 1;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int q = neighbour(a_pos[r], dh, dw, p.H, p.W);
+      ra[r] = q >= 0 ? ldg4(p.x + static_cast<long long>(q) * p.Cin + c0 + a_c4 * 4) : zero4();
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const long long k = static_cast<long long>(tap) * p.Cin + c0 + b_row + 8 * r;
+      rb[r] = ldg4(p.wpack + k * p.Cout + n0 + b_c4 * 4);
+    }
+  };
+  auto store_tile = [&](int s) {
+    T* a = As(s);
+    T* b = Bs(s);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) store4<T>(a + (a_row + 16 * r) * LDA + a_c4 * 4, ra[r]);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) store4<T>(b + (b_row + 8 * r) * LDB + b_c4 * 4, rb[r]);
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+
+  load_tile(0);
+  store_tile(0);
+  __syncthreads();
+  for (int t = 0; t < T_STEPS; ++t) {
+    const int cur = t & 1;
+    if (t + 1 < T_STEPS) load_tile(t + 1);
+    const T* a = As(cur);
+    const T* b = Bs(cur);
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += Tr::kK) {
+      wmma::fragment<wmma::matrix_a, 16, 16, Tr::kK, typename Tr::Prec, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, Tr::kK, typename Tr::Prec, wmma::row_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], a + (wm * 32 + i * 16) * LDA + kk, LDA);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], b + kk * LDB + wn * 32 + j * 16, LDB);
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    if (t + 1 < T_STEPS) store_tile(cur ^ 1);
+    __syncthreads();
+  }
+
+  // ---- epilogue through shared memory (the operand buffers are free after the last sync)
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(Cs + (wm * 32 + i * 16) * LDC + wn * 32 + j * 16, acc[i][j], LDC, wmma::mem_row_major);
+  __syncthreads();
+  const int c4 = tid % 16;
+  const int co = n0 + c4 * 4;
+#pragma unroll
+  for (int r = 0; r < BM / 8; ++r) {
+    const int row = tid / 16 + 8 * r;
+    const int pix = m0 + row;
+    if (pix >= P) continue;
+    const long long o = static_cast<long long>(pix) * p.Cout + co;
+    float v[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) v[q] = Cs[row * LDC + c4 * 4 + q];
+    if (p.bias) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) v[q] += p.bias[co + q];
+    }
+    if (p.relu) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) v[q] = fmaxf(v[q], 0.f);
+    }
+    if (p.mask) {
+      const float4 mk = ldg4(p.mask + o);
+      v[0] = mk.x > 0.f ? v[0] : 0.f;
+      v[1] = mk.y > 0.f ? v[1] : 0.f;
+      v[2] = mk.z > 0.f ? v[2] : 0.f;
+      v[3] = mk.w > 0.f ? v[3] : 0.f;
+    }
+    if (p.residual) {
+      const float4 rs = ldg4(p.residual + o);
+      v[0] += rs.x;
+      v[1] += rs.y;
+      v[2] += rs.z;
+      v[3] += rs.w;
+    }
+    *reinterpret_cast<float4*>(p.y + o) = make_float4(v[0], v[1], v[2], v[3]);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) mzsr_conv3x3_fwd_tc_nhwc(Conv3x3Params p) {
+  conv3x3_tc_body<T>(p);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) mzsr_conv3x3_dgrad_tc_nhwc(Conv3x3Params p) {
+  conv3x3_tc_body<T>(p);
+}
+
+template <typename T>
+void launch_tc(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream) {
+  const long long P = static_cast<long long>(p.N) * p.H * p.W;
+  const dim3 grid(ceil_div(P, BM), p.Cout / BN);
+  if (op == Conv3x3Op::kFwd) {
+    auto k = mzsr_conv3x3_fwd_tc_nhwc<T>;
+    MZSR_LAUNCH(k, grid, dim3(kThreads), 0, stream)(p);
+  } else {
+    auto k = mzsr_conv3x3_dgrad_tc_nhwc<T>;
+    MZSR_LAUNCH(k, grid, dim3(kThreads), 0, stream)(p);
+  }
+}
+
+}  // namespace
+}  // namespace mzsr
+
+bool mzsr_conv3x3_tc_ok(const Conv3x3Params& p) {
+  using mzsr::aligned16;
+  return p.Cin > 0 && p.Cout > 0 && p.Cin % mzsr::BK == 0 && p.Cout % mzsr::BN == 0 && aligned16(p.x) &&
+         aligned16(p.wpack) && aligned16(p.y) && aligned16(p.mask) && aligned16(p.residual);
+}
+
+void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream) {
+  if (prec == MzsrPrecision::kBf16)
+    mzsr::launch_tc<__nv_bfloat16>(p, op, stream);
+  else
+    mzsr::launch_tc<float>(p, op, stream);
+}

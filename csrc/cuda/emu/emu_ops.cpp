@@ -1,0 +1,98 @@
+// C entry points over the emulated kernels for ctypes (tests only): the same launch
+// sequence as csrc/cuda/binding.cpp, on host memory.  mode: 0 fp32 SIMT, 1 TF32, 2 bf16
+// (the tensor-core kernels where the shape allows, as the binding).
+#include <vector>
+
+#include "../mzsr_cuda.h"
+
+namespace {
+MzsrPrecision prec_of(int mode) {
+  return mode == 2 ? MzsrPrecision::kBf16 : mode == 1 ? MzsrPrecision::kTf32 : MzsrPrecision::kFp32;
+}
+}  // namespace
+
+extern "C" {
+
+// w (Cout, Cin, 3, 3) -> fwd (9*Cin, Cout), dgrad (9*Cout, Cin) (either may be null)
+void emu_pack(const float* w, float* fwd, float* dgrad, int Cout, int Cin) {
+  Conv3x3PackParams p{};
+  p.w[0] = w;
+  p.fwd[0] = fwd;
+  p.dgrad[0] = dgrad;
+  p.cin[0] = Cin;
+  p.cout[0] = Cout;
+  p.count = 1;
+  mzsr_launch_conv3x3_pack(p, nullptr);
+}
+
+// returns 1 if the tensor-core kernel ran, 0 if the SIMT one did
+int emu_conv(const float* x, const float* wpack, const float* bias, const float* mask, const float* residual, float* y,
+             int N, int H, int W, int Cin, int Cout, int relu, int dgrad, int mode) {
+  Conv3x3Params p{x, wpack, bias, mask, residual, y, N, H, W, Cin, Cout, relu};
+  const Conv3x3Op op = dgrad ? Conv3x3Op::kDgrad : Conv3x3Op::kFwd;
+  if (mode != 0 && mzsr_conv3x3_tc_ok(p)) {
+    mzsr_launch_conv3x3_tc(p, prec_of(mode), op, nullptr);
+    return 1;
+  }
+  mzsr_launch_conv3x3_simt(p, op, nullptr);
+  return 0;
+}
+
+int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int H, int W, int Cin, int Cout, int mode) {
+  Conv3x3WgradParams p{};
+  p.x = x;
+  p.gy = gy;
+  p.gw = gw;
+  p.gb = gb;
+  p.N = N;
+  p.H = H;
+  p.W = W;
+  p.Cin = Cin;
+  p.Cout = Cout;
+  mzsr_wgrad_chunking(static_cast<long long>(N) * H * W, &p.chunk_pixels, &p.num_chunks);
+  std::vector<float> pw(static_cast<size_t>(p.num_chunks) * 9 * Cin * Cout + 64, -1e30f);
+  std::vector<float> pb(static_cast<size_t>(p.num_chunks) * Cout, -1e30f);
+  // 32-byte aligned workspace as cudaMalloc's
+  float* pwa = pw.data();
+  while (reinterpret_cast<uintptr_t>(pwa) % 32) ++pwa;
+  p.partial_w = pwa;
+  p.partial_b = pb.data();
+  int tc = 0;
+  if (mode != 0 && mzsr_conv3x3_wgrad_tc_ok(p)) {
+    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec_of(mode), nullptr);
+    tc = 1;
+  } else {
+    mzsr_launch_conv3x3_wgrad_partial_simt(p, nullptr);
+  }
+  mzsr_launch_conv3x3_bgrad_partial(p, nullptr);
+  mzsr_launch_conv3x3_wgrad_reduce(p, nullptr);
+  return tc;
+}
+
+void emu_l1(const float* pred, const float* target, float* grad, float* loss, long long numel) {
+  L1Params p{};
+  p.pred = pred;
+  p.target = target;
+  p.grad = grad;
+  p.loss = loss;
+  p.numel = numel;
+  p.num_blocks = mzsr_l1_num_blocks(numel);
+  std::vector<float> partial(p.num_blocks, -1e30f);
+  p.partial = partial.data();
+  mzsr_launch_l1_loss_grad_partial(p, nullptr);
+  mzsr_launch_l1_loss_finalize(p, nullptr);
+}
+
+// count pairs (p[i], g[i]) of n[i] floats
+void emu_sgd(float** params, const float** grads, const long long* n, int count, const float* lr) {
+  SgdParams p{};
+  p.count = count;
+  p.lr = lr;
+  for (int i = 0; i < count; ++i) {
+    p.p[i] = params[i];
+    p.g[i] = grads[i];
+    p.n[i] = n[i];
+  }
+  mzsr_launch_sgd_update(p, nullptr);
+}
+}

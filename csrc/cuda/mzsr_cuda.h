@@ -1,0 +1,47 @@
+// Host API of the mzsr_fast CUDA kernels (csrc/cuda/*.cu): one function per kernel
+// launch, raw pointers and sizes in the params structs, no torch.  Every launcher
+// enqueues exactly one kernel on `stream`; the caller checks cudaGetLastError (the torch
+// binding does C10_CUDA_KERNEL_LAUNCH_CHECK after each).
+#pragma once
+
+#ifdef MZSR_CUDA_EMU
+#include "emu/cuda_emu.h"
+#else
+#include <cuda_runtime_api.h>
+#endif
+
+#include "conv3x3_params.h"
+#include "conv3x3_wgrad_params.h"
+#include "elementwise_params.h"
+
+// Operand precision of the tensor-core kernels (accumulation is always fp32).
+enum class MzsrPrecision : int { kFp32 = 0, kTf32 = 1, kBf16 = 2 };
+
+// Which op a conv launch serves; only selects the kernel's name for the profiler.
+enum class Conv3x3Op : int { kFwd = 0, kDgrad = 1 };
+
+// --- packing of weights (conv3x3_simt.cu) ---------------------------------------------
+void mzsr_launch_conv3x3_pack(const Conv3x3PackParams& p, cudaStream_t stream);
+
+// --- forward / input gradient ----------------------------------------------------------
+// Exact fp32 SIMT implicit GEMM, any Cin / Cout >= 1 (conv3x3_simt.cu).
+void mzsr_launch_conv3x3_simt(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream);
+
+// Tensor-core (WMMA) implicit GEMM, TF32 or bf16 operands (conv3x3_tc.cu).  Requires
+// mzsr_conv3x3_tc_ok(p): Cin % 32 == 0, Cout % 64 == 0, 16-byte aligned x/wpack/y/
+// mask/residual.
+bool mzsr_conv3x3_tc_ok(const Conv3x3Params& p);
+void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream);
+
+// --- weight / bias gradient (conv3x3_wgrad.cu) ----------------------------------------
+void mzsr_launch_conv3x3_wgrad_partial_simt(const Conv3x3WgradParams& p, cudaStream_t stream);
+// Requires mzsr_conv3x3_wgrad_tc_ok(p): Cin % 64 == 0, Cout % 64 == 0, 16-byte aligned.
+bool mzsr_conv3x3_wgrad_tc_ok(const Conv3x3WgradParams& p);
+void mzsr_launch_conv3x3_wgrad_partial_tc(const Conv3x3WgradParams& p, MzsrPrecision prec, cudaStream_t stream);
+void mzsr_launch_conv3x3_bgrad_partial(const Conv3x3WgradParams& p, cudaStream_t stream);
+void mzsr_launch_conv3x3_wgrad_reduce(const Conv3x3WgradParams& p, cudaStream_t stream);
+
+// --- elementwise (elementwise.cu) -------------------------------------------------------
+void mzsr_launch_l1_loss_grad_partial(const L1Params& p, cudaStream_t stream);
+void mzsr_launch_l1_loss_finalize(const L1Params& p, cudaStream_t stream);
+void mzsr_launch_sgd_update(const SgdParams& p, cudaStream_t stream);
