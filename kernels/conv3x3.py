@@ -55,6 +55,7 @@ __all__ = [
     "launch_sgd",
     "wgrad_splits",
     "l1_loss_parts",
+    "INTERP",
 ]
 
 #: precision name -> kernel mode
@@ -359,7 +360,10 @@ def mzsr_l1_loss_reduce(PART, n, OUT, out_idx, inv_numel, BLOCK: tl.constexpr):
 # are chosen so every tl.dot dimension is >= 16 (the 3-channel layers pad K 27 -> 32 and
 # N 3 -> 16 by masking).  Not yet measured on a GPU (no GPU on the dev machine,
 # 2026-11-26): the candidates follow the usual Hopper GEMM shapes for K=576, N=64.
-_INTERP_BM = 32
+#: Tile sizes under the interpreter (CPU tests).  Bigger tiles are nearly free there (numpy
+#: ops) while every program and loop iteration costs Python time; tests shrink them (BM 16,
+#: BK 32, CHUNK 32) to exercise several tiles, K blocks within a tap, and partial tails.
+INTERP = {"BM": 64, "BK": 1024, "CHUNK": 128}
 
 _TUNE = {
     ("fwd", 1): [(128, 64, 32, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (64, 64, 64, 4, 3)],
@@ -381,7 +385,7 @@ def _fixed_config(kind: str, c_in: int, c_out: int, mode: int) -> tuple[int, int
     tap_mode = c_in % 32 == 0
     if interpreting():
         # small tiles so the tiny test images have several tiles and partial tails
-        return _INTERP_BM, bn, 32, 1, 1
+        return INTERP["BM"], bn, INTERP["BK"], 1, 1
     if mode == 0:  # exact fp32 FMA dot: keep tiles register-friendly
         return 64, bn, 32, 4, 2
     bk = min(64, c_in) if tap_mode else 32
@@ -434,7 +438,7 @@ def wgrad_splits(m: int, c_in: int, device: torch.device, chunk: int | None = No
             s_target = max(1, (2 * _num_sms(device.index or 0)) // k_tiles)
             chunk = max(256, triton.cdiv(triton.cdiv(m, s_target), 256) * 256)
         else:
-            chunk = 2 * _INTERP_BM
+            chunk = INTERP["CHUNK"]
     s = triton.cdiv(m, chunk)
     return s, chunk
 
@@ -515,7 +519,9 @@ def launch_wgrad(x, gy, c_in, c_out, ws, s, chunk, *, precision="fp32"):
             C_IN=c_in, C_OUT=c_out, MODE=mode, M_BUCKET=_m_bucket(m))
 
 
-_RBLOCK = 1024
+def _rblock() -> int:
+    # 1024 elements per program on a GPU; the interpreter pays per program, so few big ones
+    return 1 << 16 if interpreting() else 1024
 
 
 def launch_reduce(ws, s, p, g=None, param=None, lr=None, lr_idx=0):
@@ -524,16 +530,18 @@ def launch_reduce(ws, s, p, g=None, param=None, lr=None, lr_idx=0):
     store_g = g is not None
     apply = param is not None
     dummy = ws
-    mzsr_wgrad_reduce_sgd[(triton.cdiv(p, _RBLOCK),)](
+    blk = _rblock()
+    mzsr_wgrad_reduce_sgd[(triton.cdiv(p, blk),)](
         ws, s, p, ws.stride(0), g if store_g else dummy, param if apply else dummy,
-        lr if apply else dummy, int(lr_idx), STORE_G=store_g, APPLY=apply, BLOCK=_RBLOCK,
+        lr if apply else dummy, int(lr_idx), STORE_G=store_g, APPLY=apply, BLOCK=blk,
         num_warps=4)
 
 
 def launch_sgd(param, g, lr, lr_idx=0):
     """param -= lr[lr_idx] * g, flat fp32 buffers of the same size."""
     p = param.numel()
-    mzsr_sgd_update[(triton.cdiv(p, _RBLOCK),)](param, g, lr, int(lr_idx), p, BLOCK=_RBLOCK, num_warps=4)
+    blk = _rblock()
+    mzsr_sgd_update[(triton.cdiv(p, blk),)](param, g, lr, int(lr_idx), p, BLOCK=blk, num_warps=4)
 
 
 def l1_loss_reduce(parts, n, out, out_idx, inv_numel):
