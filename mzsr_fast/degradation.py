@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gaussian_kernel", "imresize", "degrade", "correlate_reflect", "check_kernel"]
+__all__ = ["gaussian_kernel", "imresize", "degrade", "correlate_reflect", "check_kernel", "SETTINGS", "setting"]
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -160,7 +160,7 @@ def imresize(img, scale: float | None = None, output_shape: Sequence[int] | None
     if isinstance(img, np.ndarray):
         if img.ndim not in (2, 3):
             raise ValueError(f"imresize: numpy image must be (H, W) or (H, W, C), got {img.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(img))
+        t = torch.from_numpy(np.array(img, copy=True, order="C"))
         t = t.unsqueeze(-1) if img.ndim == 2 else t
         out = imresize(t.permute(2, 0, 1), scale, output_shape).permute(1, 2, 0)
         out = out.squeeze(-1) if img.ndim == 2 else out
@@ -225,7 +225,7 @@ def degrade(
     if isinstance(hr, np.ndarray):
         if hr.ndim not in (2, 3):
             raise ValueError(f"degrade: numpy image must be (H, W) or (H, W, C), got {hr.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(hr))
+        t = torch.from_numpy(np.array(hr, copy=True, order="C"))
         t = (t.unsqueeze(-1) if hr.ndim == 2 else t).permute(2, 0, 1)
         out = degrade(t, kernel, scale, subsampling, quantize=quantize).permute(1, 2, 0)
         return (out.squeeze(-1) if hr.ndim == 2 else out).contiguous().numpy()
@@ -252,3 +252,20 @@ def degrade(
         out = torch.floor(out * 255.0 + 0.5).clamp_(0, 255) / 255.0
     out = out.contiguous()
     return out if batched else out.squeeze(0)
+
+
+#: The four x2 test settings of the paper (SPEC section 2): name -> (kernel args, subsampling).
+SETTINGS = {
+    "g^d_0.2": (dict(size=21, var1=0.2), "direct"),
+    "g^d_2.0": (dict(size=21, var1=2.0), "direct"),
+    "g^d_ani": (dict(size=15, var1=4.0, var2=1.0, theta=-0.5), "direct"),
+    "g^b_1.3": (dict(size=21, var1=1.3), "bicubic"),
+}
+
+
+def setting(name: str) -> tuple[np.ndarray, str]:
+    """``(kernel, subsampling)`` of a named test setting (``g^d_2.0`` ...)."""
+    if name not in SETTINGS:
+        raise ValueError(f"unknown setting {name!r}; choose one of {sorted(SETTINGS)}")
+    kw, sub = SETTINGS[name]
+    return gaussian_kernel(**kw), sub

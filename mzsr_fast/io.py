@@ -80,11 +80,11 @@ def to_internal(image, device: torch.device | str = "cpu") -> tuple[list[torch.T
         return _pil_to_internal(image, device)
     if isinstance(image, np.ndarray):
         if image.dtype == np.uint8:
-            t, smax = torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0, 255.0
+            t, smax = torch.from_numpy(np.array(image, copy=True, order="C")).float() / 255.0, 255.0
         elif image.dtype == np.uint16:
-            t, smax = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32)) / 65535.0, 65535.0
+            t, smax = torch.from_numpy(np.array(image, dtype=np.float32, order="C")) / 65535.0, 65535.0
         elif image.dtype in (np.float16, np.float32, np.float64):
-            t, smax = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32)), 1.0
+            t, smax = torch.from_numpy(np.array(image, dtype=np.float32, order="C")), 1.0
             _check_float_range(t, "image")
         else:
             raise TypeError(f"numpy image dtype must be uint8, uint16 or float, got {image.dtype}")

@@ -1,0 +1,120 @@
+"""The public API: kinds in = kinds out, adaptation lowers the son->LR loss, every bad
+input raises its named error, the caller's weights are never modified."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mzsr_fast
+from mzsr_fast import adapt_and_upscale, default_lr_schedule, degrade, gaussian_kernel, imresize, model
+
+P = model.init_params(0)
+K = gaussian_kernel(7, 2.0)
+RNG = np.random.default_rng(0)
+
+
+def _smooth_image(h=16, w=14):
+    hr = RNG.random((h * 2, w * 2, 3))
+    hr = imresize(imresize(hr, 0.25), output_shape=(h * 2, w * 2)).clip(0, 1)
+    return (degrade(hr, K, 2) * 255).round().astype(np.uint8)
+
+
+LR = _smooth_image()
+
+
+def test_default_schedule():
+    assert default_lr_schedule(6) == [2e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3]
+    assert default_lr_schedule(0) == []
+
+
+def test_adaptation_lowers_loss_and_info():
+    sr, info = adapt_and_upscale(LR, kernel=K, steps=6, weights=P, backend="reference", return_info=True)
+    assert sr.shape == (32, 28, 3) and sr.dtype == np.uint8
+    losses = info["losses"]
+    assert len(losses) == 6 and losses[-1] < losses[0], losses
+    assert info["backend"] == "reference" and info["lr_schedule"] == default_lr_schedule(6)
+    for phase in ("degrade", "prepare", "adapt", "upscale", "total"):
+        assert info["times"][phase] >= 0
+
+
+def test_steps0_is_plain_forward():
+    x = torch.from_numpy(LR).permute(2, 0, 1)[None].float() / 255
+    up = imresize(x, output_shape=(32, 28))
+    ref = model.forward(P, up).clamp(0, 1)
+    out = adapt_and_upscale(x, kernel=K, steps=0, weights=P, backend="reference")
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+
+
+def test_weights_not_modified():
+    snap = {k: v.clone() for k, v in P.items()}
+    adapt_and_upscale(LR, kernel=K, steps=2, weights=P, backend="reference")
+    for k in P:
+        assert torch.equal(P[k], snap[k])
+
+
+@pytest.mark.parametrize(
+    "img,check",
+    [
+        (LR, lambda o: isinstance(o, np.ndarray) and o.shape == (32, 28, 3) and o.dtype == np.uint8),
+        (LR[..., 0], lambda o: isinstance(o, np.ndarray) and o.shape == (32, 28)),
+        (LR.astype(np.float32) / 255, lambda o: o.dtype == np.float32 and o.shape == (32, 28, 3)),
+        (Image.fromarray(LR), lambda o: isinstance(o, Image.Image) and o.size == (28, 32) and o.mode == "RGB"),
+        (Image.fromarray(LR).convert("RGBA"), lambda o: o.mode == "RGBA" and o.size == (28, 32)),
+        (torch.from_numpy(LR).permute(2, 0, 1).float() / 255, lambda o: o.shape == (3, 32, 28) and o.dtype == torch.float32),
+        (torch.from_numpy(LR).permute(2, 0, 1)[None].repeat(2, 1, 1, 1).double() / 255, lambda o: o.shape == (2, 3, 32, 28) and o.dtype == torch.float64),
+    ],
+    ids=["np-u8", "np-grey", "np-f32", "pil", "pil-rgba", "torch-chw", "torch-nchw-batch2-f64"],
+)
+def test_kinds_roundtrip(img, check):
+    out = adapt_and_upscale(img, kernel=K, steps=1, weights=P, backend="reference")
+    assert check(out), type(out)
+
+
+def test_no_kernel_means_bicubic():
+    _, info = adapt_and_upscale(LR, steps=1, weights=P, backend="reference", return_info=True)
+    assert info["subsampling"] == "bicubic"
+
+
+@pytest.mark.parametrize(
+    "kwargs,err,match",
+    [
+        (dict(image=np.zeros((8, 8, 3), np.int64)), TypeError, "dtype"),
+        (dict(image=np.zeros((8, 8, 3, 1), np.uint8)), ValueError, "shape"),
+        (dict(image=np.full((8, 8, 3), np.nan, np.float32)), ValueError, "NaN"),
+        (dict(image="x.png"), TypeError, "numpy array"),
+        (dict(kernel=np.ones(5)), ValueError, "2-D"),
+        (dict(kernel=np.ones((4, 4))), ValueError, "odd"),
+        (dict(kernel=np.zeros((3, 3))), ValueError, "normalised"),
+        (dict(kernel=np.full((3, 3), np.inf)), ValueError, "NaN or inf"),
+        (dict(kernel=np.ones((41, 41))), ValueError, "larger than"),
+        (dict(image=np.zeros((1, 1, 3), np.uint8), kernel=None), ValueError, "too small"),
+        (dict(backend="fastest"), ValueError, "unknown backend"),
+        (dict(device="tpu"), ValueError, "device"),
+        (dict(steps=-1), ValueError, "steps"),
+        (dict(steps=1.5), ValueError, "steps"),
+        (dict(scale=1), ValueError, "scale"),
+        (dict(subsampling="area"), ValueError, "subsampling"),
+        (dict(lr_schedule=[0.1]), ValueError, "lr_schedule"),
+        (dict(lr_schedule=float("nan")), ValueError, "finite"),
+        (dict(precision="fp8"), ValueError, "precision"),
+        (dict(weights=3), TypeError, "weights"),
+        (dict(weights="/nonexistent.safetensors"), ValueError, "not found"),
+    ],
+)
+def test_bad_inputs(kwargs, err, match):
+    args = dict(image=LR, kernel=K, steps=2, weights=P, backend="reference")
+    args.update(kwargs)
+    image = args.pop("image")
+    with pytest.raises(err, match=match):
+        adapt_and_upscale(image, **args)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        adapt_and_upscale(LR, kernel=K, steps=1, weights=P, device="cuda")
+
+
+def test_public_names():
+    for name in ("adapt_and_upscale", "degrade", "gaussian_kernel", "zssr_upscale", "__version__"):
+        assert hasattr(mzsr_fast, name)

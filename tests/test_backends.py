@@ -1,0 +1,149 @@
+"""The shared backend suite: every backend against ``reference`` on the same inputs
+(forward, every gradient, the weights after k steps, the caller's weights untouched).
+
+On a CPU-only machine this runs ``cpu`` (the native extension, which must be built) and
+``triton`` in the interpreter (tiny shapes); with CUDA it also runs ``reference``
+tf32/bf16, ``triton`` and ``cuda`` on the GPU (the GPU check script).
+"""
+import os
+
+import pytest
+import torch
+
+from mzsr_fast import backends, model
+
+HAS_CUDA = torch.cuda.is_available()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# precision -> max |diff| / max |ref| against the fp32 reference (forward outputs,
+# gradients, weights after k steps); looser for the reduced-precision tensor-core paths.
+TOL = {"fp32": 2e-4, "tf32": 2e-2, "bf16": 6e-2}
+
+
+def _cases():
+    cases = []
+    # CPU device
+    for name in ("cpu", "triton"):
+        cases.append(pytest.param(name, "cpu", "fp32", id=f"{name}-cpu-fp32"))
+    # CUDA device
+    for name in ("reference", "triton", "cuda"):
+        for prec in ("fp32", "tf32", "bf16"):
+            if name == "reference" and prec == "fp32":
+                continue
+            cases.append(pytest.param(name, "cuda", prec, id=f"{name}-cuda-{prec}", marks=pytest.mark.gpu))
+    return cases
+
+
+def _make(name, device, precision):
+    ok, why = backends.available(device)[name]
+    if not ok:
+        if name == "cpu" and os.path.isdir(os.path.join(REPO, "csrc", "cpu")) and os.listdir(os.path.join(REPO, "csrc", "cpu")):
+            pytest.fail(f"the cpu backend must be built here but is unavailable: {why}")
+        if device == "cuda" and name in ("triton", "cuda"):
+            pytest.fail(f"backend {name} unavailable on a CUDA machine: {why}")
+        pytest.skip(f"backend {name} unavailable on {device}: {why}")
+    b = backends.get(name, device, precision)
+    if precision not in b.precisions:
+        pytest.skip(f"{name} has no {precision}")
+    return b
+
+
+def _size(name, device):
+    # the Triton interpreter is slow: keep its images tiny
+    return (5, 7) if (name == "triton" and device == "cpu") else (13, 10)
+
+
+def _inputs(device, h, w, n=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, h, w, generator=g)
+    tgt = (x + 0.05 * torch.randn(n, 3, h, w, generator=g)).clamp(0, 1)
+    p = model.init_params(seed)
+    # non-zero biases so bias paths are exercised
+    p = {k: (v + 0.01 * torch.randn(v.shape, generator=g)) for k, v in p.items()}
+    return x.to(device), tgt.to(device), {k: v.to(device) for k, v in p.items()}
+
+
+def _close(a, b, prec, what):
+    """max |a - b| <= tol * max |b|: a scale-free bound that suits gradients of any size."""
+    tol = TOL[prec]
+    assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)} != {tuple(b.shape)}"
+    assert torch.isfinite(a).all(), f"{what}: NaN/inf"
+    scale = max(float(b.abs().max()), 1e-8)
+    err = float((a.float() - b.float()).abs().max()) / scale
+    assert err <= tol, f"{what}: max |diff| / max |ref| = {err:.3g} > {tol} ({prec})"
+
+
+@pytest.mark.parametrize("name,device,precision", _cases())
+def test_forward_matches_reference(name, device, precision):
+    b = _make(name, device, precision)
+    h, w = _size(name, device)
+    x, tgt, p = _inputs(device, h, w, n=2)
+    ref = backends.get("reference", device, "fp32")
+    ref.prepare(p, x.shape)
+    b.prepare(p, x.shape)
+    _close(b.forward(x), ref.forward(x), precision, f"{name} forward")
+    # a different size than prepared (upscale runs at the HR size)
+    x2 = torch.rand(1, 3, h + 3, w + 1, device=device)
+    _close(b.upscale(x2), ref.forward(x2), precision, f"{name} upscale at another size")
+
+
+@pytest.mark.parametrize("name,device,precision", _cases())
+def test_grads_match_reference(name, device, precision):
+    b = _make(name, device, precision)
+    h, w = _size(name, device)
+    x, tgt, p = _inputs(device, h, w, seed=1)
+    ref = backends.get("reference", device, "fp32")
+    ref.prepare(p, x.shape)
+    b.prepare(p, x.shape)
+    l_ref, g_ref = ref.grads(x, tgt)
+    l_b, g_b = b.grads(x, tgt)
+    _close(l_b.reshape(()), l_ref, precision, f"{name} loss")
+    assert set(g_b) == set(g_ref)
+    for k in model.param_names():
+        _close(g_b[k], g_ref[k], precision, f"{name} grad {k}")
+
+
+@pytest.mark.parametrize("name,device,precision", _cases())
+def test_weights_after_k_steps_match_reference(name, device, precision):
+    b = _make(name, device, precision)
+    h, w = _size(name, device)
+    x, tgt, p = _inputs(device, h, w, seed=2)
+    snapshot = {k: v.clone() for k, v in p.items()}
+    sched = [2e-2, 1e-2, 5e-3]
+    ref = backends.get("reference", device, "fp32")
+    ref.prepare(p, x.shape)
+    b.prepare(p, x.shape)
+    l_ref = ref.adapt(x, tgt, sched)
+    l_b = b.adapt(x, tgt, sched)
+    assert l_b.shape == (3,)
+    _close(l_b, l_ref, precision, f"{name} losses")
+    pr, pb = ref.params(), b.params()
+    for k in model.param_names():
+        _close(pb[k], pr[k], precision, f"{name} {k} after 3 steps")
+    for k in p:
+        assert torch.equal(p[k], snapshot[k]), f"{name} modified the caller's {k}"
+
+
+@pytest.mark.parametrize("name,device,precision", _cases())
+def test_adaptation_lowers_loss(name, device, precision):
+    b = _make(name, device, precision)
+    h, w = _size(name, device)
+    x, tgt, p = _inputs(device, h, w, seed=3)
+    b.prepare(p, x.shape)
+    losses = b.adapt(x, tgt, [1e-2] * 6)
+    assert torch.isfinite(losses).all()
+    assert float(losses[-1]) < float(losses[0]), f"{name}: losses {losses.tolist()}"
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown backend"):
+        backends.get("nope", "cpu")
+    if not HAS_CUDA:
+        with pytest.raises(ValueError, match="not available"):
+            backends.get("cuda", "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        backends.get("reference", "cpu", "fp8")
+    name, note = backends.resolve("auto", "cpu")
+    assert name in ("cpu", "reference")
+    if name == "reference":
+        assert "cpu unavailable" in note
