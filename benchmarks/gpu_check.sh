@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# GPU check: on a machine with an NVIDIA GPU, torch already installed and no network,
+# install mzsr_fast from this working tree (no download), run every GPU test (the shared
+# backend suite on CUDA, the Triton and CUDA kernel tests), compute-sanitizer over one
+# small CUDA-backend adaptation, the benchmarks and the Set5 quality/latency check, and
+# write the results to OUTDIR:
+#   env.txt  install.log  tests.log  sanitizer.log  bench_adapt.json  quality.json  summary.txt
+# Usage: benchmarks/gpu_check.sh OUTDIR     (about 6-8 minutes on an H100)
+# Data: $MZSR_FAST_DATA (set5, set5_g20), default ../shared/data.
+# Budgets (s) per phase can be overridden: T_INSTALL T_TESTS T_SAN T_BENCH T_QUALITY.
+set -uo pipefail
+OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
+PY=${PYTHON:-python3}
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+phase() {  # phase NAME BUDGET CMD... : run with a time limit, record status and seconds
+  local name=$1 budget=$2; shift 2
+  local t0=$(date +%s)
+  timeout --kill-after=10 "$budget" "$@"
+  local rc=$?
+  note "phase $name: rc=$rc ($(( $(date +%s) - t0 )) s, budget $budget s)"
+  return $rc
+}
+T0=$(date +%s)
+
+{ date -u; nvidia-smi; $PY -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+  $PY -c "import triton; print('triton', triton.__version__)"; nvcc --version | tail -2; } > "$OUT/env.txt" 2>&1
+
+# 1. install from the working tree, offline; builds _C with the CUDA sources (nvcc, sm_90)
+export MZSR_FAST_CUDA_ARCHS=${MZSR_FAST_CUDA_ARCHS:-90}
+phase install "${T_INSTALL:-240}" $PY -m pip install --no-build-isolation --no-deps --no-index -v -e . > "$OUT/install.log" 2>&1 \
+  || { note "install FAILED: continuing without the compiled extension"; tail -40 "$OUT/install.log"; }
+$PY -m mzsr_fast.cli info 2>&1 | tee -a "$SUMMARY"
+
+# 2. tests on CUDA: every gpu-marked test (shared backend suite, triton, cuda)
+phase tests "${T_TESTS:-200}" $PY -m pytest tests -m gpu -q --no-header -p no:cacheprovider -rfE --maxfail=20 \
+  > "$OUT/tests.log" 2>&1
+tail -25 "$OUT/tests.log" | tee -a "$SUMMARY"
+
+# 3. compute-sanitizer over one small eager adaptation of the cuda backend
+if [ -f benchmarks/cuda_sanitize.py ] && command -v compute-sanitizer >/dev/null; then
+  { for tool in memcheck racecheck; do
+      echo "== compute-sanitizer --tool $tool"
+      timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 $PY benchmarks/cuda_sanitize.py
+      echo "rc=$?"
+    done; } > "$OUT/sanitizer.log" 2>&1
+  grep -E "^(== |rc=)|ERROR SUMMARY" "$OUT/sanitizer.log" | tee -a "$SUMMARY"
+fi
+
+# 4. benchmarks: step and whole call, reference (cuDNN) vs compile vs triton vs cuda
+phase bench "${T_BENCH:-200}" $PY -m pytest benchmarks/bench_adapt.py --benchmark-only -q --no-header -p no:cacheprovider \
+  --benchmark-json "$OUT/bench_adapt.json" --benchmark-columns=median,min,rounds > "$OUT/bench.log" 2>&1
+grep -E "^test_|passed|failed|error" "$OUT/bench.log" | tail -60 >> "$SUMMARY"
+
+# 5. quality + latency on Set5 g^d_2.0 with the shipped weights
+phase quality "${T_QUALITY:-120}" $PY benchmarks/gpu_quality.py --out "$OUT/quality.json" 2>&1 | tail -15 | tee -a "$SUMMARY"
+
+note "gpu_check total $(( $(date +%s) - T0 )) s"
