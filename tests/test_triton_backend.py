@@ -111,6 +111,21 @@ def test_step_matches_adapt():
         assert torch.equal(v, a[k]), k
 
 
+def test_prepare_cache_sees_inplace_edits():
+    """prepare() reuses the packed copy of the same weight tensors, but not after an
+    in-place edit."""
+    _, _, tri = _pair("fp32")
+    p = model.init_params(1, device=DEV)
+    tri.prepare(p, (1, 3, 2, 2))
+    with torch.no_grad():
+        p["layers.3.bias"].add_(1.0)
+        p["layers.5.weight"].mul_(2.0)
+    tri.prepare(p, (1, 3, 2, 2))
+    got = tri.params()
+    for k in p:
+        assert torch.equal(got[k], p[k]), k
+
+
 def test_errors():
     _, _, tri = _pair("fp32")
     with pytest.raises(RuntimeError):

@@ -147,6 +147,7 @@ class TritonBackend(Backend):
         self._g = _Params(self._gflat)
         self._has_bias = True
         self._prepared = False
+        self._pcache = None
         self._plans: dict[tuple, _AdaptPlan] = {}
         self._fplans: dict[tuple, _FwdPlan] = {}
         self._graphs: dict[tuple, tuple] = {}
@@ -186,11 +187,25 @@ class TritonBackend(Backend):
             raise ValueError(f"params must have exactly the keys {sorted(want)}; got {sorted(params)}")
         if len(shape) != 4 or shape[1] != 3:
             raise ValueError(f"shape must be (N, 3, H, W), got {tuple(shape)}")
+        # The API passes the same (cached) weight tensors for every image: keep their packed
+        # copy on the device and restore it with one device copy instead of 16 host->device
+        # copies + re-layouts.  The key holds references to the tensors (so their ids cannot
+        # be reused) and their version counters (in-place edits invalidate it).
+        key = tuple((k, id(v), v._version, v.data_ptr(), str(v.device), v.dtype) for k, v in sorted(params.items()))
+        if self._pcache is not None and self._pcache[0] == key:
+            self._flat.copy_(self._pcache[2])
+            self._has_bias = has_bias
+            self._prepared = True
+            return
+        for i, (ci, co) in enumerate(_CH):
+            w = params[f"layers.{i}.weight"]
+            if tuple(w.shape) != (co, ci, 3, 3):
+                raise ValueError(f"layers.{i}.weight has shape {tuple(w.shape)}, want {(co, ci, 3, 3)}")
+            if has_bias and params[f"layers.{i}.bias"].numel() != co:
+                raise ValueError(f"layers.{i}.bias has {params[f'layers.{i}.bias'].numel()} elements, want {co}")
         with torch.no_grad():
             for i, (ci, co) in enumerate(_CH):
                 w = params[f"layers.{i}.weight"]
-                if tuple(w.shape) != (co, ci, 3, 3):
-                    raise ValueError(f"layers.{i}.weight has shape {tuple(w.shape)}, want {(co, ci, 3, 3)}")
                 self._p.wf[i].copy_(K.pack_weight(w.to(self.device)))
                 if has_bias:
                     self._p.b[i].copy_(params[f"layers.{i}.bias"].to(self.device, torch.float32).reshape(-1))
@@ -198,6 +213,7 @@ class TritonBackend(Backend):
                     self._p.b[i].zero_()
         self._has_bias = has_bias
         self._prepared = True
+        self._pcache = (key, dict(params), self._flat.clone())
 
     def params(self) -> dict[str, torch.Tensor]:
         self._check_prepared()
