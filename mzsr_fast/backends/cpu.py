@@ -1,0 +1,121 @@
+"""Native CPU backend: the whole adaptation step as one compiled op
+(``torch.ops.mzsr_fast.adapt_step``, csrc/cpu/cpu_ops.cpp): NHWC direct 3x3 convs with
+AVX-512 (AVX2 fallback, plain C++ elsewhere) chosen at run time, OpenMP over rows, bias /
+ReLU / residual / L1 gradient / ReLU mask fused into the conv epilogues, the SGD update
+fused into the weight-gradient reduction, and no allocation after the first step at a
+given size (one per-thread arena that only grows, shared by the step and the upscale
+forward, so the peak memory is max(step, forward), not their sum).
+
+Parameters are kept as the 16 contiguous float32 tensors ``[w0, b0, ..., w7, b7]``
+(OIHW weights), updated in place by the op.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+from .. import _ext, model
+from .base import Backend
+
+__all__ = ["CpuBackend"]
+
+
+def _ops():
+    return torch.ops.mzsr_fast
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> contiguous (N, H, W, C) float32."""
+    return x.permute(0, 2, 3, 1).to(torch.float32).contiguous()
+
+
+def _nchw(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+class CpuBackend(Backend):
+    """Compiled CPU kernels; ``precision="fp32"`` matches the reference to float32 rounding."""
+
+    name = "cpu"
+    precisions = ("fp32",)
+
+    def __init__(self, device="cpu", precision="fp32"):
+        super().__init__(device, precision)
+        self._names: list[str] = []
+        self._plist: list[torch.Tensor] = []
+
+    @classmethod
+    def available(cls, device: torch.device) -> tuple[bool, str]:
+        device = torch.device(device)
+        if device.type != "cpu":
+            return False, f"the cpu backend runs on the CPU only (asked for {device})"
+        if not _ext.has_op("adapt_step", "cpu"):
+            return False, f"compiled CPU ops not available: {_ext.status}"
+        return True, ""
+
+    def prepare(self, params: Mapping[str, torch.Tensor], shape: Sequence[int]) -> None:
+        bias = "layers.0.bias" in params
+        names = model.param_names(bias=True)
+        plist = []
+        for i, (ci, co) in enumerate(model.CHANNELS):
+            plist.append(params[f"layers.{i}.weight"].detach().to("cpu", torch.float32).clone().contiguous())
+            b = params.get(f"layers.{i}.bias") if bias else None
+            plist.append(torch.zeros(co) if b is None else b.detach().to("cpu", torch.float32).clone().contiguous())
+        self._names = names
+        self._has_bias = bias
+        self._plist = plist
+
+    def _check(self):
+        if not self._plist:
+            raise RuntimeError("CpuBackend: call prepare(params, shape) first")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check()
+        return _nchw(_ops().net_forward(self._plist, _nhwc(x)))
+
+    def grads(self, x: torch.Tensor, target: torch.Tensor):
+        self._check()
+        loss, g = _ops().net_grads(self._plist, _nhwc(x), _nhwc(target))
+        out = dict(zip(self._names, g))
+        if not self._has_bias:
+            out = {k: v for k, v in out.items() if not k.endswith(".bias")}
+        return loss, out
+
+    def step(self, x: torch.Tensor, target: torch.Tensor, lr: float) -> torch.Tensor:
+        self._check()
+        loss = _ops().adapt_step(self._plist, _nhwc(x), _nhwc(target), torch.tensor(float(lr)))
+        self._zero_bias()
+        return loss
+
+    def _zero_bias(self):
+        # a bias-free net runs with zero biases; the op updates them, so reset them
+        if not self._has_bias:
+            for b in self._plist[1::2]:
+                b.zero_()
+
+    def adapt(self, x: torch.Tensor, target: torch.Tensor, schedule: Sequence[float]) -> torch.Tensor:
+        self._check()
+        if len(schedule) == 0:
+            return torch.zeros(0)
+        xn, tn = _nhwc(x), _nhwc(target)  # converted once for all steps
+        op = _ops().adapt_step
+        losses = []
+        for lr in schedule:
+            losses.append(op(self._plist, xn, tn, torch.tensor(float(lr))))
+            self._zero_bias()
+        return torch.stack(losses).float()
+
+    def params(self) -> dict[str, torch.Tensor]:
+        self._check()
+        out = {k: v.clone() for k, v in zip(self._names, self._plist)}
+        if not self._has_bias:
+            out = {k: v for k, v in out.items() if not k.endswith(".bias")}
+        return out
+
+    def describe(self) -> str:
+        try:
+            isa = _ops().cpu_isa("")
+        except Exception:  # pragma: no cover - describe must never fail
+            isa = "?"
+        return f"{self.name}[{self.precision}, {isa}] on {self.device}"
