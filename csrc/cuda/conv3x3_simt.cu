@@ -8,7 +8,6 @@
 #include "simt_tile.cuh"
 
 namespace mzsr {
-namespace {
 
 constexpr int kThreads = 256;
 
@@ -136,7 +135,6 @@ __global__ void __launch_bounds__(kThreads) mzsr_conv3x3_pack_weights(Conv3x3Pac
   }
 }
 
-}  // namespace
 }  // namespace mzsr
 
 void mzsr_launch_conv3x3_simt(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream) {

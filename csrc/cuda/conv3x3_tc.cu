@@ -12,7 +12,6 @@
 #include "tc_common.cuh"
 
 namespace mzsr {
-namespace {
 
 constexpr int kThreads = 128;
 constexpr int BM = 64, BN = 64, BK = 32;
@@ -179,7 +178,6 @@ void launch_tc(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream) {
   }
 }
 
-}  // namespace
 }  // namespace mzsr
 
 bool mzsr_conv3x3_tc_ok(const Conv3x3Params& p) {

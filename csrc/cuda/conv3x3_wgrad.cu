@@ -9,7 +9,6 @@
 #include "tc_common.cuh"
 
 namespace mzsr {
-namespace {
 
 // ============================ SIMT fp32 partial (any Cin / Cout) ============================
 constexpr int kSimtThreads = 256;
@@ -258,7 +257,6 @@ __global__ void __launch_bounds__(kRedThreads) mzsr_conv3x3_wgrad_reduce(Conv3x3
   }
 }
 
-}  // namespace
 }  // namespace mzsr
 
 void mzsr_launch_conv3x3_wgrad_partial_simt(const Conv3x3WgradParams& p, cudaStream_t stream) {

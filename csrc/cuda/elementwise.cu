@@ -3,7 +3,6 @@
 #include "cuda_compat.cuh"
 
 namespace mzsr {
-namespace {
 
 constexpr int kThreads = 256;
 
@@ -53,7 +52,6 @@ __global__ void __launch_bounds__(kThreads) mzsr_sgd_update_multi_tensor(SgdPara
     w[i] = __fsub_rn(w[i], __fmul_rn(g[i], lr));  // p - (g * lr), rounded as the reference
 }
 
-}  // namespace
 }  // namespace mzsr
 
 void mzsr_launch_l1_loss_grad_partial(const L1Params& p, cudaStream_t stream) {
