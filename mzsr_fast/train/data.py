@@ -74,7 +74,8 @@ def step_rng(seed: int, step: int, *extra: int) -> np.random.Generator:
 
 def augment(x: torch.Tensor, code: int) -> torch.Tensor:
     """One of the 8 flip/rotation variants (the dihedral group) of ``x (..., H, W)``:
-    ``code`` in 0..7, bit 2 = transpose, bits 0-1 = quarter turns... as rot90(k) then flip."""
+    ``code`` in 0..7 = ``rot90`` by ``code % 4`` quarter turns, then a horizontal flip if
+    ``code >= 4``.  Code 0 is the identity."""
     if not 0 <= code < 8:
         raise ValueError(f"augmentation code must be in 0..7, got {code}")
     k, flip = code % 4, code // 4

@@ -76,7 +76,10 @@ def functional_forward(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> t
 
 
 def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (pred.float() - target.float()).abs().mean()
+    """Mean absolute error, computed in at least float32 (bf16 autocast outputs are
+    upcast; float64 stays float64 for the gradient checks)."""
+    dt = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    return (pred.to(dt) - target.to(dt)).abs().mean()
 
 
 def msl_weights(k: int, it: int, anneal_iters: int, multi_step: bool = True) -> list[float]:
@@ -217,6 +220,8 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--inner-steps", type=int, default=5, help="[%(default)s]")
     g.add_argument("--alpha", type=float, default=1e-2, help="inner SGD learning rate [%(default)s]")
     g.add_argument("--beta", type=float, default=1e-4, help="outer Adam learning rate [%(default)s]")
+    g.add_argument("--outer-optim", choices=["adam", "sgd"], default="adam",
+                   help="outer optimizer (sgd: plain, for exact distributed comparisons) [%(default)s]")
     g.add_argument("--beta-halve-every", type=int, default=0, help="halve beta every N iterations (0 = never)")
     g.add_argument("--meta-batch", type=int, default=5, help="tasks per meta-iteration [%(default)s]")
     g.add_argument("--steps", type=int, default=100_000, help="meta-iterations [%(default)s]")
@@ -233,6 +238,7 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="kernel kinds and probabilities [aniso=0.6,iso=0.25,narrow=0.15]")
     g.add_argument("--noise-max", type=float, default=0.0, help="max Gaussian noise std on LR ([0,1] scale)")
     g.add_argument("--grad-clip", type=float, default=0.0, help="clip the meta-gradient norm (0 = off)")
+    g.add_argument("--save-rank-weights", action="store_true", help=argparse.SUPPRESS)  # tests: OUT/rank{r}.safetensors
     add_common_args(p)
     return p
 
@@ -272,7 +278,8 @@ def run(args, *, images=None, sampler=None) -> dict:
         p0 = model.init_params(args.seed, device=dev)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in p0.items()}
     keys = list(params)
-    opt = torch.optim.Adam([params[k] for k in keys], lr=args.beta)
+    opt_cls = torch.optim.Adam if args.outer_optim == "adam" else torch.optim.SGD
+    opt = opt_cls([params[k] for k in keys], lr=args.beta)
     step, best, time_offset = 0, {}, 0.0
     if args.resume and (ckpt_path.exists() or ckpt_path.with_name("ckpt.pt.prev").exists()):
         st = ckpt_mod.load_checkpoint(ckpt_path)
@@ -400,6 +407,8 @@ def run(args, *, images=None, sampler=None) -> dict:
             plot_log(out / "log.jsonl")
         except Exception:  # noqa: BLE001
             pass
+    if args.save_rank_weights:
+        export_weights(out / f"rank{info.rank}.safetensors", params, steps=step)
     dist_mod.barrier(info)
     return {"step": step, "best": best, "params": {k: v.detach() for k, v in params.items()}, "info": info}
 

@@ -1,0 +1,133 @@
+"""Checkpoints: a training process killed with SIGKILL mid-run resumes exactly (same final
+weights as an uninterrupted run), the last good checkpoint always loads, a failed write
+never touches it, and a diverging run stops with a clear message keeping it."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mzsr_fast.train import checkpoint as ck
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--patch", "16", "--meta-batch", "2", "--inner-steps", "1", "--n-train", "2", "--n-test", "2",
+        "--val-every", "0", "--no-bar", "--threads", "1", "--ckpt-every", "1", "--log-every", "1", "--beta", "1e-3"]
+
+
+def _images(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "hr"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20 + 4 * i, 24, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return d
+
+
+def _env():
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def _cmd(data, out, steps, *extra):
+    return [sys.executable, "-m", "mzsr_fast.train.meta", "--data", str(data), "--out", str(out),
+            "--steps", str(steps)] + TINY + list(extra)
+
+
+def test_sigkill_then_resume_is_exact(tmp_path):
+    data = _images(tmp_path)
+    steps = 8
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    r = subprocess.run(_cmd(data, ref, steps), env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    # a long run, killed with SIGKILL once a few checkpoints exist
+    p = subprocess.Popen(_cmd(data, run, 10_000), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = run / "ckpt.pt"
+    deadline = time.time() + 240
+    killed_at = None
+    try:
+        while time.time() < deadline:
+            if ckpt.exists():
+                try:
+                    st = ck.load_checkpoint(ckpt)
+                except ValueError:
+                    st = None  # being replaced right now: not an error of the file on disk
+                if st is not None and st["step"] >= 3:
+                    killed_at = st["step"]
+                    break
+            assert p.poll() is None, p.stderr.read().decode()[-3000:]
+            time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert killed_at is not None, "the run never wrote a checkpoint"
+    assert p.returncode == -signal.SIGKILL
+    st = ck.load_checkpoint(ckpt)  # the last good checkpoint is intact
+    assert st["step"] >= killed_at and all(torch.isfinite(v).all() for v in st["params"].values())
+    assert st["step"] < steps, "killed too late for the resume to be tested"
+
+    r = subprocess.run(_cmd(data, run, steps, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = ck.load_checkpoint(ref / "ckpt.pt"), ck.load_checkpoint(ckpt)
+    assert a["step"] == b["step"] == steps
+    for k in a["params"]:
+        assert torch.equal(a["params"][k], b["params"][k]), (
+            f"{k}: resumed run differs by {float((a['params'][k] - b['params'][k]).abs().max()):.3e}")
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    logs = (run / "log.jsonl").read_text()
+    assert '"event": "resume"' in logs
+
+
+def test_failed_write_keeps_last_good(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    ck.save_checkpoint(path, {"params": {"w": torch.ones(3)}, "step": 1, "rng": ck.rng_state()})
+    real_save = torch.save
+
+    def torn(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(torch, "save", torn)
+    with pytest.raises(OSError, match="simulated"):
+        ck.save_checkpoint(path, {"params": {"w": torch.zeros(3)}, "step": 2})
+    monkeypatch.setattr(torch, "save", real_save)
+    st = ck.load_checkpoint(path)
+    assert st["step"] == 1 and torch.equal(st["params"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"], "temp file left behind"
+    # killed between the two renames: only .prev exists -> still loadable
+    ck.save_checkpoint(path, {"params": {"w": torch.full((3,), 2.0)}, "step": 3})
+    os.unlink(path)
+    assert ck.load_checkpoint(path)["step"] == 1
+    # the RNG states round-trip
+    ck.set_rng_state(st["rng"])
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="no loadable checkpoint"):
+        ck.load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_nan_stops_with_message_and_keeps_checkpoint(tmp_path):
+    from mzsr_fast.train import pretrain
+    from mzsr_fast.train.common import TrainingDiverged
+
+    g = torch.Generator().manual_seed(0)
+    images = [(torch.rand(3, 24, 24, generator=g) * 255).to(torch.uint8) for _ in range(2)]
+    p = pretrain.add_args(__import__("argparse").ArgumentParser())
+    args = p.parse_args(["--out", str(tmp_path / "run"), "--steps", "50", "--patch", "16", "--batch", "2",
+                         "--val-every", "0", "--no-bar", "--ckpt-every", "1", "--lr", "1e9", "--threads", "1"])
+    with pytest.raises(TrainingDiverged, match="last good checkpoint") as ei:
+        pretrain.run(args, images=images)
+    print(ei.value)
+    st = ck.load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    assert all(torch.isfinite(v).all() for v in st["params"].values()), "a non-finite checkpoint was written"

@@ -1,0 +1,132 @@
+"""Training data: augmentations, patch sampling with the flatness filter, the kernel/task
+sampler, LR made exactly as at test time, determinism per (seed, step, task)."""
+import numpy as np
+import pytest
+import torch
+
+from mzsr_fast.degradation import degrade, imresize
+from mzsr_fast.train.data import (
+    PatchSampler,
+    TaskSpec,
+    augment,
+    load_folder,
+    make_inputs,
+    sample_pretrain_batch,
+    sample_task,
+    sample_task_spec,
+    step_rng,
+)
+
+
+def _textured(h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 5), (2, 3, 4, 4), (1, 1)])
+def test_augment_is_the_dihedral_group(shape):
+    x = torch.arange(int(np.prod(shape)), dtype=torch.float32).reshape(shape)
+    outs = [augment(x, c) for c in range(8)]
+    if shape[-1] > 1:
+        keys = {tuple(o.flatten().tolist()) for o in outs}
+        assert len(keys) == 8, f"expected 8 distinct variants, got {len(keys)}"
+    for o in outs:  # a permutation of the pixels
+        assert sorted(o.flatten().tolist()) == sorted(x.flatten().tolist())
+    assert torch.equal(outs[0], x)
+    with pytest.raises(ValueError):
+        augment(x, 8)
+
+
+def test_patch_sampler_flatness_filter():
+    flat = torch.full((3, 64, 64), 120, dtype=torch.uint8)
+    tex = _textured(64, 64)
+    s = PatchSampler([flat, tex], flat_threshold=8.0, max_tries=50)
+    p = s.sample(step_rng(0, 0), 12, 16)
+    assert p.shape == (12, 3, 16, 16) and p.dtype == torch.float32
+    assert 0.0 <= float(p.min()) and float(p.max()) <= 1.0
+    stds = p.mean(1).flatten(1).std(1) * 255
+    assert float(stds.min()) > 8.0, f"a flat patch passed the filter: stds {stds.tolist()}"
+    # without the filter, flat patches appear (half the area is flat)
+    s0 = PatchSampler([flat, tex], flat_threshold=0.0)
+    p0 = s0.sample(step_rng(0, 0), 40, 16)
+    assert float((p0.mean(1).flatten(1).std(1) * 255).min()) < 1.0
+    with pytest.raises(ValueError, match="exceeds"):
+        s.sample(step_rng(0, 0), 1, 65)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_task_spec_ranges(scale):
+    kinds = {}
+    for i in range(300):
+        spec = sample_task_spec(step_rng(1, i), scale, "direct")
+        k = spec.kernel
+        assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and abs(k.sum() - 1) < 1e-12
+        # recover the covariance from the kernel's second moments
+        ax = np.arange(k.shape[0]) - (k.shape[0] - 1) / 2
+        xx, yy = np.meshgrid(ax, ax)
+        cov = np.array([[(k * xx * xx).sum(), (k * xx * yy).sum()], [(k * xx * yy).sum(), (k * yy * yy).sum()]])
+        ev = np.linalg.eigvalsh(cov)
+        kinds.setdefault(spec.kind, []).append(ev)
+    assert set(kinds) == {"aniso", "iso", "narrow"}
+    narrow = np.array(kinds["narrow"])
+    assert narrow.max() < 1.0 + 1e-6, f"narrow kernels must have variances < 1, max {narrow.max()}"
+    wide = np.array(kinds["aniso"] + kinds["iso"])
+    # truncation to the grid shrinks the widest slightly; allow 10 %
+    assert wide.min() > 0.95 and wide.max() < 2.5 * scale * 1.0 + 1e-6, (wide.min(), wide.max())
+    iso = np.array(kinds["iso"])
+    assert np.allclose(iso[:, 0], iso[:, 1], rtol=1e-3)
+
+
+@pytest.mark.parametrize("sub", ["direct", "bicubic"])
+@pytest.mark.parametrize("scale,size", [(2, 16), (2, 18), (4, 24)])
+def test_make_inputs_matches_test_time_degradation(sub, scale, size):
+    """LR is degrade() of the HR (on the 8-bit grid, as the test LR images), then upsampled
+    with imresize to the HR size: the same ops the API runs at test time."""
+    hr8 = _textured(size, size, seed=scale + size)
+    spec = sample_task_spec(step_rng(5, size), scale, sub)
+    x = make_inputs(hr8[None].float() / 255.0, spec)
+    lr8 = degrade(hr8.numpy().transpose(1, 2, 0), spec.kernel, scale, sub)  # uint8 path, rounded
+    want = imresize(torch.from_numpy(lr8.transpose(2, 0, 1).copy()).float()[None] / 255.0, output_shape=(size, size))
+    assert x.shape == (1, 3, size, size)
+    err = float((x - want).abs().max())
+    assert err < 1e-5, f"max err {err:.2e} (tol 1e-5)"
+
+
+def test_make_inputs_noise_and_errors():
+    hr = torch.rand(2, 3, 16, 16)
+    spec = TaskSpec(None, 2, "direct", noise=0.05)
+    a = make_inputs(hr, spec, step_rng(0, 1))
+    b = make_inputs(hr, spec, step_rng(0, 1))
+    c = make_inputs(hr, TaskSpec(None, 2, "direct"), step_rng(0, 1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match="divisible"):
+        make_inputs(torch.rand(1, 3, 15, 15), TaskSpec(None, 2, "direct"))
+
+
+def test_tasks_are_deterministic_per_seed_step_index():
+    s = PatchSampler([_textured(40, 40, 1), _textured(33, 47, 2)], flat_threshold=0.0)
+    t1 = sample_task(s, step_rng(3, 7, 1), patch=16, n_train=2, n_test=3)
+    t2 = sample_task(s, step_rng(3, 7, 1), patch=16, n_train=2, n_test=3)
+    t3 = sample_task(s, step_rng(3, 7, 2), patch=16, n_train=2, n_test=3)
+    assert t1.x_tr.shape == (2, 3, 16, 16) and t1.y_te.shape == (3, 3, 16, 16)
+    assert torch.equal(t1.x_tr, t2.x_tr) and torch.equal(t1.y_te, t2.y_te)
+    assert not torch.equal(t1.y_tr, t3.y_tr)
+    x, y = sample_pretrain_batch(s, step_rng(0, 0), batch=3, patch=16)
+    assert x.shape == y.shape == (3, 3, 16, 16)
+    assert float((x - y).abs().mean()) > 0  # the input is degraded
+
+
+def test_load_folder(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "a" / "x.png")
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "y.bmp")  # greyscale
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "small.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    ims = load_folder(tmp_path, min_side=10)
+    assert len(ims) == 2 and all(im.shape == (3, 20, 30) and im.dtype == torch.uint8 for im in ims)
+    with pytest.raises(ValueError, match="no images"):
+        load_folder(tmp_path, min_side=100)
+    with pytest.raises(ValueError, match="not found"):
+        load_folder(tmp_path / "missing")

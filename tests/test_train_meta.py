@@ -1,0 +1,122 @@
+"""MAML meta-gradients: second order against central finite differences (float64, the real
+8-layer net on tiny patches), the first-order option against its closed form, the
+multi-step loss weights, and the functional forward against the module."""
+import pytest
+import torch
+
+from mzsr_fast import model
+from mzsr_fast.train.data import Task
+from mzsr_fast.train.meta import adapt, functional_forward, meta_gradients, msl_weights, task_meta_loss
+
+
+def _tasks(n, size, dtype, seed=0, n_patch=2):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        y = torch.rand(2 * n_patch, 3, size[0], size[1], generator=g, dtype=dtype)
+        x = (y + 0.1 * torch.randn(y.shape, generator=g, dtype=dtype)).clamp(0, 1)
+        out.append(Task(x[:n_patch], y[:n_patch], x[n_patch:], y[n_patch:], None))
+    return out
+
+
+def _params(dtype, seed=0):
+    return {k: v.to(dtype).requires_grad_(True) for k, v in model.init_params(seed).items()}
+
+
+def _objective(params, tasks, **kw):
+    total = 0.0
+    for t in tasks:
+        total = total + task_meta_loss(params, t, **kw) / len(tasks)
+    return total
+
+
+@pytest.mark.parametrize(
+    "size,inner_steps,weights",
+    [((4, 5), 1, [1.0]), ((5, 3), 2, [0.3, 0.7])],
+)
+def test_second_order_matches_finite_differences(size, inner_steps, weights):
+    dtype = torch.float64
+    params = _params(dtype)
+    tasks = _tasks(2, size, dtype, n_patch=1)
+    kw = dict(inner_steps=inner_steps, alpha=0.2, weights=weights)
+    grads, _ = meta_gradients(params, tasks, meta_batch=len(tasks), first_order=False, **kw)
+    fo, _ = meta_gradients(params, tasks, meta_batch=len(tasks), first_order=True, **kw)
+    g = torch.Generator().manual_seed(1)
+    for trial in range(1):
+        # a unit-norm direction and a small step: the objective is piecewise smooth (ReLU and
+        # |.| kinks make the inner gradient jump), so the probe must not cross a kink
+        d = {k: torch.randn(v.shape, generator=g, dtype=dtype) for k, v in params.items()}
+        norm = float(sum((v * v).sum() for v in d.values())) ** 0.5
+        d = {k: v / norm for k, v in d.items()}
+        eps = 1e-6
+        with torch.no_grad():
+            plus = {k: (v + eps * d[k]).requires_grad_(True) for k, v in params.items()}
+            minus = {k: (v - eps * d[k]).requires_grad_(True) for k, v in params.items()}
+        fd = (float(_objective(plus, tasks, **kw).detach()) - float(_objective(minus, tasks, **kw).detach())) / (2 * eps)
+        so = float(sum((gi * d[k]).sum() for k, gi in zip(params, grads)))
+        fo_dir = float(sum((gi * d[k]).sum() for k, gi in zip(params, fo)))
+        tol = 1e-4 * abs(fd) + 1e-9
+        assert abs(so - fd) <= tol, f"trial {trial}: 2nd-order {so!r} vs finite diff {fd!r} (tol {tol:.2e})"
+        # the check can fail: first order must be measurably off the finite difference
+        assert abs(fo_dir - fd) > 20 * tol, f"first order {fo_dir!r} indistinguishable from FD {fd!r} (tol {tol:.2e})"
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+def test_first_order_closed_form(dtype, atol):
+    params = _params(dtype, seed=3)
+    (task,) = _tasks(1, (5, 6), dtype, seed=3)
+    alpha = 0.05
+    grads, _ = meta_gradients(params, [task], meta_batch=1, inner_steps=1, alpha=alpha, weights=[1.0], first_order=True)
+    # FOMAML: grad = dL_te/dtheta' evaluated at theta' = theta - alpha dL_tr/dtheta
+    p0 = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    ltr = (model.forward(p0, task.x_tr) - task.y_tr).abs().mean()
+    gtr = torch.autograd.grad(ltr, list(p0.values()))
+    p1 = {k: (v.detach() - alpha * gi).requires_grad_(True) for (k, v), gi in zip(p0.items(), gtr)}
+    lte = (model.forward(p1, task.x_te) - task.y_te).abs().mean()
+    want = torch.autograd.grad(lte, list(p1.values()))
+    for k, a, b in zip(params, grads, want):
+        err = float((a - b).abs().max())
+        assert err <= atol * max(1.0, float(b.abs().max())), f"{k}: max err {err:.3e} > atol {atol}"
+
+
+def test_meta_batch_split_sums_to_full():
+    """Sum of per-shard meta-gradients (what all_reduce adds) equals the full meta-batch one."""
+    dtype = torch.float64
+    params = _params(dtype)
+    tasks = _tasks(3, (4, 5), dtype, n_patch=1)
+    kw = dict(meta_batch=3, inner_steps=2, alpha=0.05, weights=[0.5, 0.5])
+    full, lf = meta_gradients(params, tasks, **kw)
+    a, la = meta_gradients(params, tasks[0::2], **kw)
+    b, lb = meta_gradients(params, tasks[1::2], **kw)
+    for k, f, x, y in zip(params, full, a, b):
+        assert torch.allclose(f, x + y, rtol=1e-10, atol=1e-14), k
+    assert abs(lf - (la + lb)) < 1e-12
+
+
+def test_adapt_steps_decrease_inner_loss():
+    params = _params(torch.float32)
+    (task,) = _tasks(1, (8, 8), torch.float32)
+    fasts = adapt(params, task.x_tr, task.y_tr, 3, 0.05)
+    losses = [float((functional_forward(f, task.x_tr) - task.y_tr).abs().mean().detach()) for f in [params] + fasts]
+    assert losses[-1] < losses[0], f"inner SGD did not reduce the loss: {losses}"
+
+
+def test_functional_forward_matches_module():
+    params = model.init_params(0)
+    x = torch.rand(2, 3, 7, 9)
+    net = model.MZSRNet.from_params(params)
+    torch.testing.assert_close(functional_forward(params, x), net(x), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(functional_forward(params, x), model.forward(params, x), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_msl_weights(k):
+    w0 = msl_weights(k, 0, 100)
+    assert abs(sum(w0) - 1) < 1e-12 and all(abs(v - 1 / k) < 1e-12 for v in w0), w0
+    wend = msl_weights(k, 10_000, 100)
+    assert abs(sum(wend) - 1) < 1e-12
+    if k > 1:
+        assert all(abs(v - 0.03 / k) < 1e-12 for v in wend[:-1]), wend
+        wmid = msl_weights(k, 50, 100)
+        assert w0[0] > wmid[0] > wend[0] and w0[-1] < wmid[-1] < wend[-1], wmid
+    assert msl_weights(k, 0, 100, multi_step=False) == [0.0] * (k - 1) + [1.0]
