@@ -40,6 +40,8 @@ __all__ = [
     "MODES",
     "interpreting",
     "pack_weight",
+    "pack_weight_fwd",
+    "refresh_fwd_weight",
     "unpack_weight",
     "act_dtype",
     "conv3x3_fwd",
@@ -75,6 +77,19 @@ def pack_weight(w: torch.Tensor) -> torch.Tensor:
     """OIHW ``(Cout, Cin, 3, 3)`` -> packed ``(9 * Cin * Cout,)`` float32, row-major
     ``[tap][ci][co]``."""
     return w.detach().permute(2, 3, 1, 0).reshape(-1).float().contiguous()
+
+
+def pack_weight_fwd(w: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """OIHW -> the forward kernel's copy ``(9 * Cout * Cin,)``, row-major ``[tap][co][ci]``:
+    K-major for the forward GEMM's B operand (TF32 wgmma needs K-major operands; with the
+    ``[tap][ci][co]`` layout the compiled sm_90 kernel used 4-byte cp.async for B, checked
+    in the PTX, 2026-11-26).  Stored in the activation dtype (bf16 in the bf16 path)."""
+    return w.detach().permute(2, 3, 0, 1).reshape(-1).to(dtype).contiguous()
+
+
+def refresh_fwd_weight(wf: torch.Tensor, wt: torch.Tensor, cin: int, cout: int) -> None:
+    """wt (forward copy, ``[tap][co][ci]``) <- wf (master, ``[tap][ci][co]``), in place."""
+    wt.view(3, 3, cout, cin).copy_(wf.view(3, 3, cin, cout).transpose(2, 3))
 
 
 def unpack_weight(wf: torch.Tensor, cin: int, cout: int) -> torch.Tensor:
@@ -132,8 +147,11 @@ def _conv_tile(X, Wt, pid_m, pid_n, M, H, W,
                 wtap = 8 - tap
             else:
                 wtap = tap
-            b = tl.load(Wt + wtap * W_S_TAP + offs_k[:, None] * W_S_K + offs_n[None, :] * W_S_N,
-                        mask=n_ok[None, :], other=0.0)
+            b_ptr = Wt + wtap * W_S_TAP + offs_k[:, None] * W_S_K + offs_n[None, :] * W_S_N
+            if C_OUT % BLOCK_N == 0:
+                b = tl.load(b_ptr)  # no mask: a mask varying along N would stop 16-byte copies
+            else:
+                b = tl.load(b_ptr, mask=n_ok[None, :], other=0.0)
             acc = _mma(a, b, acc, MODE)
     else:
         # few channels: K flattened over (tap, channel), padded to BLOCK_K by the mask
@@ -167,7 +185,7 @@ def _fwd_body(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H, W, inv_numel,
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     acc, offs_m, offs_n, m_ok, n_ok = _conv_tile(
-        X, Wt, pid_m, pid_n, M, H, W, C_IN, C_OUT, C_IN * C_OUT, C_OUT, 1, False,
+        X, Wt, pid_m, pid_n, M, H, W, C_IN, C_OUT, C_IN * C_OUT, 1, C_IN, False,
         MODE, BLOCK_M, BLOCK_N, BLOCK_K)
     bias = tl.load(B + offs_n, mask=n_ok, other=0.0)
     y = acc + bias[None, :]
@@ -318,9 +336,12 @@ def mzsr_conv3x3_wgrad_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
 
 
 @triton.jit(do_not_specialize=["lr_idx"])
-def mzsr_wgrad_reduce_sgd(WS, S, P, P_STRIDE, G, PARAM, LR, lr_idx,
-                          STORE_G: tl.constexpr, APPLY: tl.constexpr, BLOCK: tl.constexpr):
-    """g = sum_{s < S} WS[s, :P] (fixed order); [G = g]; [PARAM -= LR[lr_idx] * g]."""
+def mzsr_wgrad_reduce_sgd(WS, S, P, P_STRIDE, G, PARAM, PARAM_T, CIN, COUT, LR, lr_idx,
+                          STORE_G: tl.constexpr, APPLY: tl.constexpr, HAS_T: tl.constexpr, BLOCK: tl.constexpr):
+    """g = sum_{s < S} WS[s, :P] (fixed order); [G = g]; [PARAM -= LR[lr_idx] * g, and the
+    updated weights also into the forward copy PARAM_T ([tap][co][ci], its dtype)].
+
+    PARAM is one layer's flat [wf (9 CIN COUT, [tap][ci][co]) | b (COUT)] buffer."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < P
     acc = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -331,7 +352,16 @@ def mzsr_wgrad_reduce_sgd(WS, S, P, P_STRIDE, G, PARAM, LR, lr_idx,
     if APPLY:
         lr = tl.load(LR + lr_idx)
         p = tl.load(PARAM + offs, mask=ok, other=0.0)
-        tl.store(PARAM + offs, p - lr * acc, mask=ok)
+        newp = p - lr * acc
+        tl.store(PARAM + offs, newp, mask=ok)
+        if HAS_T:
+            nw = 9 * CIN * COUT
+            tap = offs // (CIN * COUT)
+            r = offs % (CIN * COUT)
+            ci = r // COUT
+            co = r % COUT
+            tl.store(PARAM_T + tap * (CIN * COUT) + co * CIN + ci, newp.to(PARAM_T.dtype.element_ty),
+                     mask=ok & (offs < nw))
 
 
 @triton.jit(do_not_specialize=["lr_idx"])
@@ -370,7 +400,11 @@ INTERP = {"BM": 64, "BK": 1024, "CHUNK": 128}
 _TUNE = {
     ("fwd", 1): [(128, 64, 32, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (64, 64, 64, 4, 3)],
     ("fwd", 2): [(128, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3), (64, 64, 64, 4, 4)],
-    ("wgrad", 1): [(64, 64, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 64, 32, 4, 3)],
+    # TF32 wgrad: both operands are MN-major in NHWC (the reduction runs over pixels), so a
+    # pipelined (cp.async) version copies 4 bytes at a time; num_stages=1 loads through
+    # registers with 16-byte vectors instead (sm_90 PTX inspected, 2026-11-26).  Both kinds
+    # are candidates; the autotuner measures.
+    ("wgrad", 1): [(128, 64, 64, 4, 1), (128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (128, 64, 64, 4, 3)],
     ("wgrad", 2): [(64, 64, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3)],
 }
 _TUNE[("dgrad", 1)] = _TUNE[("fwd", 1)]
@@ -391,6 +425,8 @@ def _fixed_config(kind: str, c_in: int, c_out: int, mode: int) -> tuple[int, int
     if mode == 0:  # exact fp32 FMA dot: keep tiles register-friendly
         return 64, bn, 32, 4, 2
     bk = min(64, c_in) if tap_mode else 32
+    if kind == "wgrad" and mode == 1 and tap_mode:
+        return 128, bn, bk, 4, 1  # see the TF32 wgrad note in _TUNE
     return 128, bn, bk, 4, 3 if tap_mode else 2
 
 
@@ -452,12 +488,13 @@ def _mode(precision: str) -> int:
     return MODES[precision]
 
 
-def launch_fwd(x, wf, b, c_in, c_out, y, *, relu, residual=None, target=None, loss_part=None,
+def launch_fwd(x, wt, b, c_in, c_out, y, *, relu, residual=None, target=None, loss_part=None,
                precision="fp32"):
     """y = [relu](conv3x3(x) + b) [+ residual]; or, with ``target``, y = d mean|pred - target|
     / d pred and ``loss_part[i]`` = partial sums of |pred - target| (one per tile).
 
-    x: (N, H, W, c_in) f32/bf16; wf: packed (9 c_in c_out,) f32; b: (c_out,) f32;
+    x: (N, H, W, c_in) f32/bf16; wt: forward copy (9 c_out c_in,) (:func:`pack_weight_fwd`,
+    act dtype); b: (c_out,) f32;
     residual/target: (N, H, W, c_out) f32; y: preallocated (N, H, W, c_out).
     """
     n, h, w, _ = x.shape
@@ -477,7 +514,7 @@ def launch_fwd(x, wf, b, c_in, c_out, y, *, relu, residual=None, target=None, lo
     lp = loss_part if l1 else y
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"]))  # noqa: E731
     _launch("fwd", fn, grid, c_in, c_out, mode,
-            x, wf, b, res, tgt, y, lp, m, h, w, 1.0 / float(m * c_out),
+            x, wt, b, res, tgt, y, lp, m, h, w, 1.0 / float(m * c_out),
             C_IN=c_in, C_OUT=c_out, RELU=bool(relu), HAS_RES=residual is not None, L1=l1, MODE=mode,
             M_BUCKET=_m_bucket(m))
     return y
@@ -526,16 +563,19 @@ def _rblock() -> int:
     return 1 << 16 if interpreting() else 1024
 
 
-def launch_reduce(ws, s, p, g=None, param=None, lr=None, lr_idx=0):
+def launch_reduce(ws, s, p, g=None, param=None, lr=None, lr_idx=0, param_t=None, cin=1, cout=1):
     """Fixed-order sum of ``s`` partial rows of length ``p``; store into ``g`` and/or apply
-    ``param -= lr[lr_idx] * g`` (lr a device tensor: CUDA graphs replay any schedule)."""
+    ``param -= lr[lr_idx] * g`` (lr a device tensor: CUDA graphs replay any schedule) and
+    write the updated weights into the forward copy ``param_t`` (layer ``cin -> cout``)."""
     store_g = g is not None
     apply = param is not None
+    has_t = apply and param_t is not None
     dummy = ws
     blk = _rblock()
     mzsr_wgrad_reduce_sgd[(triton.cdiv(p, blk),)](
         ws, s, p, ws.stride(0), g if store_g else dummy, param if apply else dummy,
-        lr if apply else dummy, int(lr_idx), STORE_G=store_g, APPLY=apply, BLOCK=blk,
+        param_t if has_t else dummy, int(cin), int(cout),
+        lr if apply else dummy, int(lr_idx), STORE_G=store_g, APPLY=apply, HAS_T=has_t, BLOCK=blk,
         num_warps=4)
 
 
@@ -563,7 +603,8 @@ def conv3x3_fwd(x, w, b, relu, residual=None, *, precision="fp32"):
     bias = b.float().contiguous() if b is not None else torch.zeros(cout, device=x.device)
     xin = x.to(act_dtype(precision)).contiguous()
     res = residual.float().contiguous() if residual is not None else None
-    return launch_fwd(xin, pack_weight(w), bias, cin, cout, y, relu=relu, residual=res, precision=precision)
+    return launch_fwd(xin, pack_weight_fwd(w, act_dtype(precision)), bias, cin, cout, y, relu=relu, residual=res,
+                      precision=precision)
 
 
 def conv3x3_fwd_l1(x, w, b, residual, target, *, precision="fp32"):
@@ -576,7 +617,8 @@ def conv3x3_fwd_l1(x, w, b, residual, target, *, precision="fp32"):
     nparts = l1_loss_parts(m, cin, cout, precision)
     parts = torch.zeros(nparts, device=x.device, dtype=torch.float32)
     bias = b.float().contiguous() if b is not None else torch.zeros(cout, device=x.device)
-    launch_fwd(x.to(act_dtype(precision)).contiguous(), pack_weight(w), bias, cin, cout, g, relu=False,
+    launch_fwd(x.to(act_dtype(precision)).contiguous(), pack_weight_fwd(w, act_dtype(precision)), bias, cin, cout,
+               g, relu=False,
                residual=residual.float().contiguous(), target=target.float().contiguous(), loss_part=parts,
                precision=precision)
     out = torch.zeros(1, device=x.device, dtype=torch.float32)

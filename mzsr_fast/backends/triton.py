@@ -60,16 +60,30 @@ _LAYOUT = _Layout()
 
 
 class _Params:
-    """Views of the layers in one flat fp32 buffer."""
+    """Views of the layers in one flat fp32 buffer (the master copy, ``[tap][ci][co]``
+    weights + biases) and, optionally, in the forward copy ``tflat`` (``[tap][co][ci]``
+    weights in the activation dtype, same offsets)."""
 
-    def __init__(self, flat: torch.Tensor):
+    def __init__(self, flat: torch.Tensor, tflat: torch.Tensor | None = None):
         self.flat = flat
-        self.layer, self.wf, self.b = [], [], []
+        self.tflat = tflat
+        self.layer, self.wf, self.b, self.wt = [], [], [], []
         for i, (ci, co) in enumerate(_CH):
             o, p = _LAYOUT.off[i], _LAYOUT.size[i]
             self.layer.append(flat[o:o + p])
             self.wf.append(flat[o:o + 9 * ci * co])
             self.b.append(flat[o + 9 * ci * co:o + p])
+            if tflat is not None:
+                self.wt.append(tflat[o:o + 9 * ci * co])
+
+    def refresh_fwd(self) -> None:
+        """Forward copy <- master (after an update outside the fused reduction)."""
+        K = _kernels()
+        for i, (ci, co) in enumerate(_CH):
+            K.refresh_fwd_weight(self.wf[i], self.wt[i], ci, co)
+
+    def clone(self) -> "_Params":
+        return _Params(self.flat.clone(), None if self.tflat is None else self.tflat.clone())
 
 
 class _AdaptPlan:
@@ -142,7 +156,8 @@ class TritonBackend(Backend):
         self.use_graphs = bool(use_graphs) and self.device.type == "cuda"
         self.fuse_update = bool(fuse_update)
         self._flat = torch.zeros(_LAYOUT.total, dtype=torch.float32, device=self.device)
-        self._p = _Params(self._flat)
+        self._tflat = torch.zeros(_LAYOUT.total, dtype=_kernels().act_dtype(precision), device=self.device)
+        self._p = _Params(self._flat, self._tflat)
         self._gflat = torch.zeros(_LAYOUT.total, dtype=torch.float32, device=self.device)
         self._g = _Params(self._gflat)
         self._has_bias = True
@@ -194,6 +209,7 @@ class TritonBackend(Backend):
         key = tuple((k, id(v), v._version, v.data_ptr(), str(v.device), v.dtype) for k, v in sorted(params.items()))
         if self._pcache is not None and self._pcache[0] == key:
             self._flat.copy_(self._pcache[2])
+            self._tflat.copy_(self._pcache[3])
             self._has_bias = has_bias
             self._prepared = True
             return
@@ -211,9 +227,10 @@ class TritonBackend(Backend):
                     self._p.b[i].copy_(params[f"layers.{i}.bias"].to(self.device, torch.float32).reshape(-1))
                 else:
                     self._p.b[i].zero_()
+            self._p.refresh_fwd()
         self._has_bias = has_bias
         self._prepared = True
-        self._pcache = (key, dict(params), self._flat.clone())
+        self._pcache = (key, dict(params), self._flat.clone(), self._tflat.clone())
 
     def params(self) -> dict[str, torch.Tensor]:
         self._check_prepared()
@@ -257,10 +274,10 @@ class TritonBackend(Backend):
         for i, (ci, co) in enumerate(_CH):
             if i < _NL - 1:
                 out = fp.bufs[i % 2]
-                K.launch_fwd(h, P.wf[i], P.b[i], ci, co, out, relu=True, precision=self.precision)
+                K.launch_fwd(h, P.wt[i], P.b[i], ci, co, out, relu=True, precision=self.precision)
                 h = out
             else:
-                K.launch_fwd(h, P.wf[i], P.b[i], ci, co, fp.y, relu=False, residual=fp.x, precision=self.precision)
+                K.launch_fwd(h, P.wt[i], P.b[i], ci, co, fp.y, relu=False, residual=fp.x, precision=self.precision)
 
     def _run_step(self, pl: _AdaptPlan, P: _Params, lrs: torch.Tensor, i: int, losses: torch.Tensor,
                   loss_idx: int, *, mode: str, ranges: bool) -> None:
@@ -275,10 +292,10 @@ class TritonBackend(Backend):
             h = pl.x_act
             for l, (ci, co) in enumerate(_CH):
                 if l < _NL - 1:
-                    K.launch_fwd(h, P.wf[l], P.b[l], ci, co, pl.acts[l + 1], relu=True, precision=prec)
+                    K.launch_fwd(h, P.wt[l], P.b[l], ci, co, pl.acts[l + 1], relu=True, precision=prec)
                     h = pl.acts[l + 1]
                 else:
-                    K.launch_fwd(h, P.wf[l], P.b[l], ci, co, pl.gout, relu=False, residual=pl.x,
+                    K.launch_fwd(h, P.wt[l], P.b[l], ci, co, pl.gout, relu=False, residual=pl.x,
                                  target=pl.target, loss_part=pl.loss_parts, precision=prec)
             K.l1_loss_reduce(pl.loss_parts, pl.n_parts, losses, loss_idx, pl.inv_numel)
         with rng(f"mzsr/adapt/step{i}/bwd"):
@@ -295,13 +312,14 @@ class TritonBackend(Backend):
                 K.launch_wgrad(pl.acts[l], g, ci, co, ws, s, chunk, precision=prec)
                 p_upd = _LAYOUT.size[l] if self._has_bias else 9 * ci * co
                 if mode == "fused":
-                    K.launch_reduce(ws, s, p_upd, param=P.layer[l], lr=lrs, lr_idx=i)
+                    K.launch_reduce(ws, s, p_upd, param=P.layer[l], lr=lrs, lr_idx=i, param_t=P.wt[l], cin=ci, cout=co)
                 else:
                     K.launch_reduce(ws, s, p_upd, g=self._g.layer[l])
                 g = gx
         if mode == "split":
             with rng(f"mzsr/adapt/step{i}/update"):
                 K.launch_sgd(P.flat, self._gflat, lrs, i)
+                P.refresh_fwd()
 
     # ------------------------------------------------------------------ interface
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -376,7 +394,7 @@ class TritonBackend(Backend):
             def warm():
                 # compile + autotune every kernel of the step on scratch parameters: the
                 # real ones are untouched and no autotuning happens during capture
-                scratch = _Params(self._flat.clone())
+                scratch = self._p.clone()
                 wl = torch.zeros(k, dtype=torch.float32, device=self.device)
                 self._run_step(pl, scratch, wl, 0, wl, 0, mode="fused", ranges=False)
 
@@ -412,18 +430,19 @@ class TritonBackend(Backend):
         was = self._prepared
         self._prepared = True
         try:
-            saved = self._flat.clone()
+            saved = self._p.clone()
             x = torch.rand(tuple(shape), device=self.device)
             if steps:
                 self.adapt(x, x.clone(), [0.0] * steps)
             else:
                 pl = self._plan(x.shape)
                 pl.load(x, x)
-                scratch = _Params(self._flat.clone())
+                scratch = self._p.clone()
                 self._run_step(pl, scratch, self._lr1, 0, self._loss1, 0, mode="fused", ranges=False)
             if upscale_shape is not None:
                 self.upscale(torch.rand(tuple(upscale_shape), device=self.device))
-            self._flat.copy_(saved)
+            self._flat.copy_(saved.flat)
+            self._tflat.copy_(saved.tflat)
         finally:
             self._prepared = was
 
