@@ -56,25 +56,28 @@ struct Launcher {
   dim3 grid, block;
   template <typename... A>
   void operator()(A... args) const {
+    // one std::thread per CUDA thread of a block, reused for every block in turn; a
+    // barrier after each block keeps the blocks (and their __shared__ statics) apart.
+    // Kernels must not return early from a thread while others still __syncthreads.
     const unsigned nt = block.x * block.y * block.z;
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-      for (unsigned by = 0; by < grid.y; ++by)
-        for (unsigned bx = 0; bx < grid.x; ++bx) {
-          std::barrier<> bar(nt);
-          std::vector<std::thread> ts;
-          ts.reserve(nt);
-          for (unsigned t = 0; t < nt; ++t)
-            ts.emplace_back([&, t] {
-              threadIdx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+    std::barrier<> bar(nt);
+    std::vector<std::thread> ts;
+    ts.reserve(nt);
+    for (unsigned t = 0; t < nt; ++t)
+      ts.emplace_back([&, t] {
+        threadIdx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+        blockDim = block;
+        gridDim = grid;
+        g_barrier = &bar;
+        for (unsigned bz = 0; bz < grid.z; ++bz)
+          for (unsigned by = 0; by < grid.y; ++by)
+            for (unsigned bx = 0; bx < grid.x; ++bx) {
               blockIdx = uint3{bx, by, bz};
-              blockDim = block;
-              gridDim = grid;
-              g_barrier = &bar;
               kernel(args...);
-              bar.arrive_and_drop();
-            });
-          for (auto& th : ts) th.join();
-        }
+              bar.arrive_and_wait();
+            }
+      });
+    for (auto& th : ts) th.join();
   }
 };
 template <typename K>

@@ -1,0 +1,455 @@
+"""The CUDA backend (csrc/cuda + mzsr_fast/backends/cuda.py).
+
+* CI (no GPU): ``scripts/cuda_check.sh`` compiles every kernel for sm_80/sm_90 and the
+  torch binding; the kernels' index logic runs on the CPU emulator of csrc/cuda/emu
+  against :mod:`mzsr_fast.reference`.
+* GPU (``-m gpu``, the GPU check script): every op against the float64 reference over
+  awkward shapes per precision, the backend against ``ReferenceBackend``, graph replay
+  against eager, determinism, argument checks.
+
+Tolerances are ``max |diff| / max |ref|`` (scale-free), printed on failure.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from mzsr_fast import model
+from mzsr_fast import reference as R
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_CUDA = torch.cuda.is_available()
+
+#: per precision: (rel tol of one op, rel tol of the whole backend vs the fp32 reference)
+TOL = {"fp32": (1e-4, 2e-4), "tf32": (5e-3, 2e-2), "bf16": (3e-2, 6e-2)}
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+#: (N, H, W, Cin, Cout): 1x1, odd sizes, sizes not a multiple of the 64-pixel tile, the
+#: 3-channel first/last layers, batch 2, several wgrad chunks (> 256 pixels), several
+#: output-channel tiles of the tensor-core kernels (128).
+SHAPES = [
+    (1, 1, 1, 3, 64),
+    (2, 7, 5, 3, 64),
+    (1, 1, 1, 64, 64),
+    (1, 9, 13, 64, 64),
+    (2, 17, 19, 64, 64),
+    (1, 5, 3, 64, 3),
+    (2, 11, 6, 64, 3),
+    (1, 33, 41, 64, 64),
+    (1, 6, 7, 32, 128),
+    (1, 4, 5, 128, 64),
+]
+
+
+def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    scale = max(float(want.abs().max()), 1e-12)
+    return float((got.double() - want.double()).abs().max()) / scale
+
+
+def _close(got, want, tol, what):
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    assert torch.isfinite(got).all(), f"{what}: NaN/inf in the result"
+    err = _rel_err(got, want)
+    assert err <= tol, f"{what}: max |diff| / max |ref| = {err:.3g} > tol {tol}"
+
+
+def _sid(s):
+    return "N{}H{}W{}_{}to{}".format(*s)
+
+
+# ======================================================================== CI (no GPU)
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH: cannot compile-check the CUDA kernels")
+def test_cuda_check_script_compiles_everything():
+    """scripts/cuda_check.sh: every .cu for sm_80 + sm_90 and the binding, warning-free."""
+    r = subprocess.run(["bash", os.path.join(REPO, "scripts", "cuda_check.sh")], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, f"cuda_check.sh failed (rc {r.returncode}):\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"
+    assert "all OK" in r.stdout
+
+
+_EMU_SOURCES = ["conv3x3_simt.cu", "conv3x3_tc.cu", "conv3x3_wgrad.cu", "elementwise.cu"]
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    """The kernels compiled for the CPU emulator (csrc/cuda/emu), loaded with ctypes."""
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) for the CUDA emulator")
+    out = str(tmp_path_factory.mktemp("emu") / "libmzsr_emu.so")
+    d = os.path.join(REPO, "csrc", "cuda")
+    cmd = [cxx, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-DMZSR_CUDA_EMU", f"-I{os.path.join(REPO, 'csrc')}",
+           "-Wno-unknown-pragmas", "-x", "c++"] + [os.path.join(d, f) for f in _EMU_SOURCES] + [
+           "-x", "none", os.path.join(d, "emu", "emu_ops.cpp"), "-o", out]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0 and "barrier" in r.stderr and "No such file" in r.stderr:
+        pytest.skip(f"the C++ compiler lacks C++20 <barrier>: {r.stderr[-500:]}")
+    assert r.returncode == 0, f"emulator build failed:\n{r.stderr[-4000:]}"
+    return ctypes.CDLL(out)
+
+
+def _p(t):
+    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
+
+
+def _emu_pack(lib, w):
+    co, ci = w.shape[:2]
+    fwd, dg = torch.empty(9 * ci, co), torch.empty(9 * co, ci)
+    lib.emu_pack(_p(w), _p(fwd), _p(dg), co, ci)
+    return fwd, dg
+
+
+_EMU_MODE = {"fp32": 0, "tf32": 1, "bf16": 2}
+#: small shapes: the emulator runs one std::thread per CUDA thread
+_EMU_SHAPES = [(2, 3, 5, 3, 64), (1, 4, 3, 64, 3), (1, 17, 19, 64, 64)]  # 17x19: 5 tiles + a tail, 2 wgrad chunks
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("shape", _EMU_SHAPES, ids=_sid)
+def test_kernels_on_cpu_emulator(emu, shape, precision):
+    """fwd (bias+relu, residual), dgrad (with/without mask), wgrad+bias: the real kernel
+    sources on the CPU emulator vs the reference; tensor-core kernels where they apply."""
+    N, H, W, ci, co = shape
+    mode = _EMU_MODE[precision]
+    tol = TOL[precision][0]
+    g = torch.Generator().manual_seed(hash(shape) % 1000)
+    x = torch.randn(N, H, W, ci, generator=g)
+    w = torch.randn(co, ci, 3, 3, generator=g) / (3 * ci**0.5)
+    b = torch.randn(co, generator=g)
+    res = torch.randn(N, H, W, co, generator=g)
+    gy = torch.randn(N, H, W, co, generator=g)
+    fwd, dg = _emu_pack(emu, w)
+    want_tc = precision != "fp32" and ci % 32 == 0 and co % 64 == 0
+    y = torch.full((N, H, W, co), float("nan"))
+    tc = emu.emu_conv(_p(x), _p(fwd), _p(b), _p(None), _p(None), _p(y), N, H, W, ci, co, 1, 0, mode)
+    assert tc == int(want_tc)
+    _close(y, R.conv3x3_fwd(x.double(), w.double(), b.double(), True), tol, f"fwd relu {shape} {precision}")
+    tc = emu.emu_conv(_p(x), _p(fwd), _p(None), _p(None), _p(res), _p(y), N, H, W, ci, co, 0, 0, mode)
+    _close(y, R.conv3x3_fwd(x.double(), w.double(), None, False, res.double()), tol, f"fwd residual {shape}")
+    gx = torch.full((N, H, W, ci), float("nan"))
+    tc = emu.emu_conv(_p(gy), _p(dg), _p(None), _p(x), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
+    assert tc == int(precision != "fp32" and co % 32 == 0 and ci % 64 == 0)
+    _close(gx, R.conv3x3_dgrad(gy.double(), w.double(), x.double()), tol, f"dgrad mask {shape} {precision}")
+    emu.emu_conv(_p(gy), _p(dg), _p(None), _p(None), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
+    _close(gx, R.conv3x3_dgrad(gy.double(), w.double()), tol, f"dgrad {shape} {precision}")
+    gw, gb = torch.full((co, ci, 3, 3), float("nan")), torch.full((co,), float("nan"))
+    emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, mode)
+    rw, rb = R.conv3x3_wgrad(x.double(), gy.double())
+    # wgrad sums N*H*W products: compare to the reference scale with the op tolerance x 2
+    _close(gw, rw, 2 * tol, f"wgrad {shape} {precision}")
+    _close(gb, rb, 1e-5, f"bias grad {shape}")
+
+
+def test_l1_and_sgd_on_cpu_emulator(emu):
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(2, 5, 7, 3, generator=g)
+    tgt = torch.randn(2, 5, 7, 3, generator=g)
+    tgt[0, 1] = pred[0, 1]  # sign(0) = 0
+    grad, loss = torch.empty_like(pred), torch.empty(1)
+    emu.emu_l1(_p(pred), _p(tgt), _p(grad), _p(loss), ctypes.c_longlong(pred.numel()))
+    rl, rg = R.l1_loss_grad(pred, tgt)
+    assert torch.equal(grad, rg), "l1 grad differs from sign(d) / numel"
+    _close(loss[0], rl, 1e-6, "l1 loss")
+    ps = [torch.randn(n, generator=g) for n in (5, 3000, 1)]
+    gs = [torch.randn_like(p) for p in ps]
+    want = [p.clone() for p in ps]
+    lr = torch.tensor([0.013])
+    R.sgd_update_(want, gs, lr[0])
+    arr = ctypes.c_void_p * 3
+    emu.emu_sgd(arr(*[p.data_ptr() for p in ps]), arr(*[q.data_ptr() for q in gs]),
+                (ctypes.c_longlong * 3)(*[p.numel() for p in ps]), 3, _p(lr))
+    for a, b in zip(ps, want):
+        assert torch.equal(a, b), "sgd update differs from p - g * lr"
+
+
+# ======================================================================== GPU
+def _ops():
+    from mzsr_fast import _ext
+
+    if not _ext.has_op("cuda_adapt", "cuda"):
+        pytest.fail(f"mzsr_fast._C has no CUDA ops on a CUDA machine: {_ext.status}")
+    return torch.ops.mzsr_fast
+
+
+def _rand(shape, g, scale=1.0):
+    return (torch.randn(shape, generator=g) * scale).cuda()
+
+
+gpu = pytest.mark.gpu
+
+
+@gpu
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("shape", SHAPES, ids=_sid)
+def test_conv3x3_fwd(shape, precision):
+    ops = _ops()
+    N, H, W, ci, co = shape
+    g = torch.Generator().manual_seed(1)
+    x, w = _rand((N, H, W, ci), g), _rand((co, ci, 3, 3), g, 1 / (3 * ci**0.5))
+    b, res = _rand((co,), g), _rand((N, H, W, co), g)
+    tol = TOL[precision][0]
+    for bias, relu, resid in ((b, True, None), (b, False, res), (None, False, None), (None, True, res)):
+        y = ops.cuda_conv3x3_fwd(x, w, bias, relu, resid, precision)
+        want = R.conv3x3_fwd(x.double(), w.double(), None if bias is None else bias.double(), relu,
+                             None if resid is None else resid.double())
+        _close(y, want, tol, f"fwd {shape} {precision} bias={bias is not None} relu={relu} res={resid is not None}")
+    if precision == "fp32":  # the core schema op is the exact path
+        y = ops.conv3x3_fwd(x, w, b, True, res)
+        _close(y, R.conv3x3_fwd(x.double(), w.double(), b.double(), True, res.double()), tol, f"core fwd {shape}")
+
+
+@gpu
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("shape", SHAPES, ids=_sid)
+def test_conv3x3_dgrad(shape, precision):
+    ops = _ops()
+    N, H, W, ci, co = shape
+    g = torch.Generator().manual_seed(2)
+    gy, w = _rand((N, H, W, co), g), _rand((co, ci, 3, 3), g, 1 / (3 * ci**0.5))
+    mask = _rand((N, H, W, ci), g)
+    tol = TOL[precision][0]
+    for m in (mask, None):
+        gx = ops.cuda_conv3x3_dgrad(gy, w, m, precision)
+        want = R.conv3x3_dgrad(gy.double(), w.double(), None if m is None else m.double())
+        _close(gx, want, tol, f"dgrad {shape} {precision} mask={m is not None}")
+    if precision == "fp32":
+        _close(ops.conv3x3_dgrad(gy, w, mask), R.conv3x3_dgrad(gy.double(), w.double(), mask.double()), tol,
+               f"core dgrad {shape}")
+
+
+@gpu
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("shape", SHAPES, ids=_sid)
+def test_conv3x3_wgrad(shape, precision):
+    ops = _ops()
+    N, H, W, ci, co = shape
+    g = torch.Generator().manual_seed(3)
+    x, gy = _rand((N, H, W, ci), g), _rand((N, H, W, co), g)
+    tol = TOL[precision][0]
+    gw, gb = ops.cuda_conv3x3_wgrad(x, gy, precision)
+    rw, rb = R.conv3x3_wgrad(x.double(), gy.double())
+    _close(gw, rw, 2 * tol, f"wgrad {shape} {precision}")
+    _close(gb, rb, 1e-5, f"bias grad {shape} {precision}")
+    gw2, gb2 = ops.cuda_conv3x3_wgrad(x, gy, precision)
+    assert torch.equal(gw, gw2) and torch.equal(gb, gb2), "wgrad is not bitwise reproducible"
+    if precision == "fp32":
+        cw, cb = ops.conv3x3_wgrad(x, gy)
+        assert torch.equal(cw, gw) and torch.equal(cb, gb), "core wgrad != cuda_conv3x3_wgrad fp32"
+
+
+@gpu
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (2, 7, 5, 3), (1, 64, 48, 3), (3, 1000)], ids=str)
+def test_l1_loss_grad(shape):
+    ops = _ops()
+    g = torch.Generator().manual_seed(4)
+    pred, tgt = _rand(shape, g), _rand(shape, g)
+    tgt.view(-1)[::3] = pred.view(-1)[::3]  # exact zeros: sign(0) = 0
+    loss, grad = ops.l1_loss_grad(pred, tgt)
+    rl, rg = R.l1_loss_grad(pred, tgt)
+    assert loss.shape == () and grad.shape == pred.shape
+    assert torch.equal(grad, rg), "l1 grad != sign(d) / numel"
+    _close(loss, rl.double(), 1e-6, f"l1 loss {shape}")
+
+
+@gpu
+def test_sgd_update_multi_tensor():
+    ops = _ops()
+    g = torch.Generator().manual_seed(5)
+    # 19 tensors: more than one launch of 16
+    ps = [_rand((n,), g) for n in [1, 3, 64, 1728, 36864] * 3 + [5, 7, 9, 11]]
+    gs = [_rand(p.shape, g) for p in ps]
+    want = [p.clone() for p in ps]
+    lr = torch.tensor(0.0137, device="cuda")
+    R.sgd_update_(want, gs, lr)
+    ops.sgd_update_(ps, gs, lr)
+    for i, (a, b) in enumerate(zip(ps, want)):
+        assert torch.equal(a, b), f"sgd tensor {i}: max diff {float((a - b).abs().max())}"
+
+
+def _net_inputs(n, h, w, seed=0, bias=True):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, h, w, 3, generator=g)
+    tgt = (x + 0.05 * torch.randn(n, h, w, 3, generator=g)).clamp(0, 1)
+    p = model.init_params(seed, bias=bias)
+    if bias:
+        p = {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in p.items()}
+    plist = [p[k] for k in model.param_names(bias)]
+    return x.cuda(), tgt.cuda(), [t.cuda().contiguous() for t in plist]
+
+
+@gpu
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("nhw", [(1, 1, 1), (2, 9, 7), (1, 30, 41)], ids=str)
+def test_adapt_step_vs_reference(nhw, precision):
+    """One fused step (cuda_adapt_step; adapt_step for fp32) vs reference.adapt_step in
+    float64: the loss and every parameter after the update."""
+    ops = _ops()
+    x, tgt, plist = _net_inputs(*nhw)
+    ref = [p.double().clone() for p in plist]
+    lr = torch.tensor(0.01, device="cuda")
+    rloss = R.adapt_step(ref, x.double(), tgt.double(), lr.double())
+    mine = [p.clone() for p in plist]
+    loss = ops.cuda_adapt_step(mine, x, tgt, lr, precision)
+    tol = TOL[precision][1]
+    _close(loss, rloss, tol, f"adapt_step loss {nhw} {precision}")
+    for i, (a, b, p0) in enumerate(zip(mine, ref, plist)):
+        # compare the updates (p_after - p_before): the weights themselves barely move
+        _close(a.double() - p0.double(), b - p0.double(), 10 * tol, f"adapt_step param {i} update {nhw} {precision}")
+    if precision == "fp32":
+        core = [p.clone() for p in plist]
+        loss2 = ops.adapt_step(core, x, tgt, lr)
+        assert torch.equal(loss2, loss) and all(torch.equal(a, b) for a, b in zip(core, mine))
+
+
+@gpu
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_net_grads_and_forward_vs_reference(precision):
+    ops = _ops()
+    x, tgt, plist = _net_inputs(2, 13, 10, seed=3)
+    pd = [p.double() for p in plist]
+    acts = R.net_forward(pd, x.double())
+    rloss, gout = R.l1_loss_grad(acts[-1], tgt.double())
+    rgrads = R.net_backward(pd, acts, gout)
+    loss, grads = ops.cuda_net_grads(plist, x, tgt, precision)
+    tol = TOL[precision][1]
+    _close(loss, rloss, tol, f"net loss {precision}")
+    for i, (a, b) in enumerate(zip(grads, rgrads)):
+        _close(a, b, tol, f"net grad {i} {precision}")
+    _close(ops.cuda_net_forward(plist, x, precision), acts[-1], tol, f"net forward {precision}")
+
+
+@gpu
+def test_no_bias_params():
+    ops = _ops()
+    x, tgt, plist = _net_inputs(1, 8, 9, seed=4, bias=False)
+    pd = [q for p in plist for q in (p.double(), None)]
+    acts = R.net_forward(pd, x.double())
+    _close(ops.cuda_net_forward(plist, x, "fp32"), acts[-1], 1e-4, "no-bias forward")
+    rloss, gout = R.l1_loss_grad(acts[-1], tgt.double())
+    rgrads = R.net_backward(pd, acts, gout)[0::2]
+    loss, grads = ops.cuda_net_grads(plist, x, tgt, "fp32")
+    assert len(grads) == 8
+    for i, (a, b) in enumerate(zip(grads, rgrads)):
+        _close(a, b, 2e-4, f"no-bias grad {i}")
+
+
+@gpu
+def test_argument_checks():
+    ops = _ops()
+    x, tgt, plist = _net_inputs(1, 5, 6)
+    w = plist[2]  # (64, 64, 3, 3)
+    with pytest.raises(RuntimeError, match="channels|Cin"):
+        ops.conv3x3_fwd(x, w, None, False, None)  # x has 3 channels, w wants 64
+    with pytest.raises(RuntimeError, match="contiguous"):
+        ops.conv3x3_fwd(x.permute(0, 2, 1, 3), plist[0], None, False, None)
+    with pytest.raises(RuntimeError, match="float32"):
+        ops.conv3x3_fwd(x.double(), plist[0].double(), None, False, None)
+    with pytest.raises(RuntimeError, match="precision"):
+        ops.cuda_conv3x3_fwd(x, plist[0], None, False, None, "fp16")
+    with pytest.raises(RuntimeError, match="shape"):
+        ops.l1_loss_grad(x, tgt[:, :4])
+    with pytest.raises(RuntimeError):
+        ops.sgd_update_(plist[:2], plist[:1], torch.tensor(0.1, device="cuda"))
+
+
+# ---------------------------------------------------------------- the backend
+def _backend(precision, use_graphs):
+    from mzsr_fast import backends
+
+    ok, why = backends.available("cuda")["cuda"]
+    if not ok:
+        pytest.fail(f"cuda backend unavailable on a CUDA machine: {why}")
+    return backends.get("cuda", "cuda", precision, use_graphs=use_graphs)
+
+
+def _nchw_inputs(n, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, h, w, generator=g)
+    tgt = (x + 0.05 * torch.randn(n, 3, h, w, generator=g)).clamp(0, 1)
+    p = model.init_params(seed)
+    p = {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in p.items()}
+    return x.cuda(), tgt.cuda(), p
+
+
+@gpu
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("use_graphs", [False, True], ids=["eager", "graphs"])
+def test_backend_vs_reference(precision, use_graphs):
+    from mzsr_fast.backends.reference import ReferenceBackend
+
+    x, tgt, p = _nchw_inputs(2, 19, 14)
+    b = _backend(precision, use_graphs)
+    ref = ReferenceBackend("cuda", "fp32")  # TF32 off: the exact oracle
+    b.prepare(p, x.shape)
+    ref.prepare(p, x.shape)
+    tol = TOL[precision][1]
+    _close(b.forward(x), ref.forward(x), tol, f"forward {precision}")
+    loss, g = b.grads(x, tgt)
+    rloss, rg = ref.grads(x, tgt)
+    _close(loss, rloss, tol, "grads loss")
+    assert set(g) == set(rg)
+    for k in rg:
+        _close(g[k], rg[k], tol, f"grad {k} {precision}")
+    sched = [0.02, 0.01, 0.01]
+    losses = b.adapt(x, tgt, sched)
+    rlosses = ref.adapt(x, tgt, sched)
+    assert losses.shape == (3,)
+    _close(losses, rlosses, tol, f"adapt losses {precision}")
+    pa, pr = b.params(), ref.params()
+    p0 = {k: v.cuda() for k, v in p.items()}
+    for k in pr:
+        _close(pa[k] - p0[k], pr[k] - p0[k], 10 * tol, f"update of {k} after 3 steps {precision}")
+    _close(b.upscale(x), ref.upscale(x), tol, f"upscale {precision}")
+    for k, v in p.items():  # the caller's params are untouched
+        assert v.device.type == "cpu"
+
+
+@gpu
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_graph_replay_equals_eager(precision):
+    """The captured graphs replay exactly the eager ops: bitwise equal losses, weights
+    and upscale output, also for a second schedule and a re-prepare on the same graph."""
+    x, tgt, p = _nchw_inputs(1, 23, 17, seed=1)
+    up = torch.rand(1, 3, 46, 34, device="cuda")
+    eager, graphs = _backend(precision, False), _backend(precision, True)
+    for sched in ([0.02, 0.01, 0.01, 0.005], [0.01, 0.0, 0.03, 0.005]):
+        for b in (eager, graphs):
+            b.prepare(p, x.shape)
+        le, lg = eager.adapt(x, tgt, sched), graphs.adapt(x, tgt, sched)
+        assert torch.equal(le, lg), f"losses: eager {le.tolist()} vs graph {lg.tolist()}"
+        pe, pg = eager.params(), graphs.params()
+        for k in pe:
+            assert torch.equal(pe[k], pg[k]), f"{k} differs between eager and graph replay"
+        assert torch.equal(eager.upscale(up), graphs.upscale(up)), "upscale graph != eager forward"
+    assert len(graphs._graphs) == 1 and len(graphs._fgraphs) == 1, "graphs were re-captured"
+
+
+@gpu
+def test_step_matches_adapt():
+    x, tgt, p = _nchw_inputs(1, 12, 9, seed=2)
+    a, b = _backend("fp32", False), _backend("fp32", True)
+    a.prepare(p, x.shape)
+    b.prepare(p, x.shape)
+    l1 = torch.stack([a.step(x, tgt, lr) for lr in (0.02, 0.01)])
+    l2 = b.adapt(x, tgt, [0.02, 0.01])
+    assert torch.equal(l1, l2)
+    for k, v in a.params().items():
+        assert torch.equal(v, b.params()[k])
+
+
+@gpu
+def test_adapt_and_upscale_cuda_matches_reference():
+    from mzsr_fast import adapt_and_upscale
+
+    g = torch.Generator().manual_seed(7)
+    img = torch.rand(3, 24, 20, generator=g).cuda()
+    p = model.init_params(0)
+    out_c = adapt_and_upscale(img, steps=3, backend="cuda", weights=p)
+    out_r = adapt_and_upscale(img, steps=3, backend="reference", weights=p)
+    assert out_c.shape == out_r.shape == (3, 48, 40)
+    _close(out_c, out_r, 2e-4, "adapt_and_upscale cuda vs reference")
