@@ -2,19 +2,20 @@
 // TF32 or bf16 operands and fp32 accumulation, same semantics and epilogue as the fp32
 // SIMT kernel (conv3x3_simt.cu).
 //
-// Block tile: 64 pixels x 64 output channels, K step 32 channels of one tap; 4 warps in
-// 2 x 2, each 32 x 32 (2 x 2 fragments of 16 x 16).  Global -> register -> shared staging
+// Block tile: 128 pixels x 64 output channels, K step 16 channels of one tap; 8 warps in
+// 4 x 2, each 32 x 32 (2 x 2 fragments of 16 x 16).  128 pixels per block halves the L2
+// traffic of the weights (re-read by every block) against a 64-pixel tile.  Global -> register -> shared staging
 // with double-buffered shared memory (one __syncthreads per K step): the loads of step
 // t+1 are in flight while step t computes.  Operands are converted to tf32 / bf16 when
-// they are written to shared memory.  Requires Cin % 32 == 0, Cout % 64 == 0 and 16-byte
+// they are written to shared memory.  Requires Cin % 16 == 0, Cout % 64 == 0 and 16-byte
 // aligned pointers (float4 loads); the host falls back to the SIMT kernel otherwise.
 #include "cuda_compat.cuh"
 #include "tc_common.cuh"
 
 namespace mzsr {
 
-constexpr int kThreads = 128;
-constexpr int BM = 64, BN = 64, BK = 32;
+constexpr int kThreads = 256;
+constexpr int BM = 128, BN = 64, BK = 16;
 
 template <typename T>
 struct ConvTcSmem {
@@ -41,33 +42,36 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
 
   const int tid = threadIdx.x;
   const int warp = tid / 32;
-  const int wm = warp / 2, wn = warp % 2;  // warp tile (wm*32, wn*32)
+  const int wm = warp / 2, wn = warp % 2;  // warp tile (wm*32, wn*32), wm in 0..3
   const int P = p.N * p.H * p.W;
   const int m0 = blockIdx.x * BM;
   const int n0 = blockIdx.y * BN;
   const int CC = p.Cin / BK;  // channel chunks per tap
   const int T_STEPS = 9 * CC;
 
-  // A loader: 64 rows x 8 float4; this thread: column a_c4, rows a_row + 16 r
-  const int a_c4 = tid % 8, a_row = tid / 8;
-  PixelPos a_pos[4];
+  // A loader: 128 rows x 4 float4; this thread: column a_c4, rows a_row + 64 r
+  constexpr int A_R = BM * BK / 4 / kThreads, A_STRIDE = kThreads / (BK / 4);
+  const int a_c4 = tid % (BK / 4), a_row = tid / (BK / 4);
+  PixelPos a_pos[A_R];
 #pragma unroll
-  for (int r = 0; r < 4; ++r) a_pos[r] = pixel_pos(m0 + a_row + 16 * r, P, p.H, p.W);
-  // B loader: 32 rows x 16 float4; this thread: column b_c4, rows b_row + 8 r
-  const int b_c4 = tid % 16, b_row = tid / 16;
+  for (int r = 0; r < A_R; ++r) a_pos[r] = pixel_pos(m0 + a_row + A_STRIDE * r, P, p.H, p.W);
+  // B loader: 16 rows x 16 float4; this thread: column b_c4, rows b_row + 16 r
+  constexpr int B_R = BK * BN / 4 / kThreads, B_STRIDE = kThreads / (BN / 4);
+  const int b_c4 = tid % (BN / 4), b_row = tid / (BN / 4);
+  static_assert(A_R * A_STRIDE == BM && B_R * B_STRIDE == BK, "loader covers the tiles");
 
-  float4 ra[4], rb[4];
+  float4 ra[A_R], rb[B_R];
   auto load_tile = [&](int t) {
     const int tap = t / CC, c0 = (t - tap * CC) * BK;
     const int dh = tap / 3 - 1, dw = tap % 3 - 1;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < A_R; ++r) {
       const int q = neighbour(a_pos[r], dh, dw, p.H, p.W);
       ra[r] = q >= 0 ? ldg4(p.x + static_cast<long long>(q) * p.Cin + c0 + a_c4 * 4) : zero4();
     }
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const long long k = static_cast<long long>(tap) * p.Cin + c0 + b_row + 8 * r;
+    for (int r = 0; r < B_R; ++r) {
+      const long long k = static_cast<long long>(tap) * p.Cin + c0 + b_row + B_STRIDE * r;
       rb[r] = ldg4(p.wpack + k * p.Cout + n0 + b_c4 * 4);
     }
   };
@@ -75,9 +79,9 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
     T* a = As(s);
     T* b = Bs(s);
 #pragma unroll
-    for (int r = 0; r < 4; ++r) store4<T>(a + (a_row + 16 * r) * LDA + a_c4 * 4, ra[r]);
+    for (int r = 0; r < A_R; ++r) store4<T>(a + (a_row + A_STRIDE * r) * LDA + a_c4 * 4, ra[r]);
 #pragma unroll
-    for (int r = 0; r < 4; ++r) store4<T>(b + (b_row + 8 * r) * LDB + b_c4 * 4, rb[r]);
+    for (int r = 0; r < B_R; ++r) store4<T>(b + (b_row + B_STRIDE * r) * LDB + b_c4 * 4, rb[r]);
   };
 
   wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float> acc[2][2];
@@ -118,11 +122,12 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
     for (int j = 0; j < 2; ++j)
       wmma::store_matrix_sync(Cs + (wm * 32 + i * 16) * LDC + wn * 32 + j * 16, acc[i][j], LDC, wmma::mem_row_major);
   __syncthreads();
-  const int c4 = tid % 16;
+  const int c4 = tid % (BN / 4);
   const int co = n0 + c4 * 4;
-#pragma unroll
-  for (int r = 0; r < BM / 8; ++r) {
-    const int row = tid / 16 + 8 * r;
+  constexpr int C_STRIDE = kThreads / (BN / 4);
+#pragma unroll 4
+  for (int r = 0; r < BM / C_STRIDE; ++r) {
+    const int row = tid / (BN / 4) + C_STRIDE * r;
     const int pix = m0 + row;
     if (pix >= P) continue;
     const long long o = static_cast<long long>(pix) * p.Cout + co;
@@ -156,12 +161,12 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) mzsr_conv3x3_fwd_tc_nhwc(Conv3x3Params p) {
+__global__ void __launch_bounds__(kThreads, 2) mzsr_conv3x3_fwd_tc_nhwc(Conv3x3Params p) {
   conv3x3_tc_body<T>(p);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) mzsr_conv3x3_dgrad_tc_nhwc(Conv3x3Params p) {
+__global__ void __launch_bounds__(kThreads, 2) mzsr_conv3x3_dgrad_tc_nhwc(Conv3x3Params p) {
   conv3x3_tc_body<T>(p);
 }
 

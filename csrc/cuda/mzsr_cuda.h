@@ -28,7 +28,7 @@ void mzsr_launch_conv3x3_pack(const Conv3x3PackParams& p, cudaStream_t stream);
 void mzsr_launch_conv3x3_simt(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream);
 
 // Tensor-core (WMMA) implicit GEMM, TF32 or bf16 operands (conv3x3_tc.cu).  Requires
-// mzsr_conv3x3_tc_ok(p): Cin % 32 == 0, Cout % 64 == 0, 16-byte aligned x/wpack/y/
+// mzsr_conv3x3_tc_ok(p): Cin % 16 == 0, Cout % 64 == 0, 16-byte aligned x/wpack/y/
 // mask/residual.
 bool mzsr_conv3x3_tc_ok(const Conv3x3Params& p);
 void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream);
