@@ -141,9 +141,17 @@ def test_errors():
 
 
 # ----------------------------------------------------------------------------- real sizes (GPU)
-# (precision, rtol of the outputs, rtol of the weight updates): triton at that precision vs
-# the cuDNN reference in fp32 (TF32 off), 10 steps of the default schedule.
-GPU_PREC = [("fp32", 1e-4, 1e-3), ("tf32", 5e-3, 5e-2), ("bf16", 3e-2, 2e-1)]
+# (precision, tolerance of the outputs, tolerance of the weight updates) as relative L2
+# errors ||a - b|| / ||b||: triton at that precision vs the cuDNN reference in fp32 (TF32
+# off), 10 steps of the default schedule.  Relative L2 rather than max-abs: at 512x512x3
+# outputs the max of the TF32/bf16 rounding errors says little.
+GPU_PREC = [("fp32", 1e-4, 1e-3), ("tf32", 3e-3, 3e-2), ("bf16", 3e-2, 1.5e-1)]
+
+
+def _rel(name, got, want, tol):
+    got, want = got.double().cpu(), want.double().cpu()
+    r = ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
+    assert r <= tol, f"{name}: relative L2 error {r:.3e} > {tol:.1e}"
 
 
 def _smooth_image(shape, seed):
@@ -180,12 +188,12 @@ def test_gpu_adapt_real_size(size, prec, out_rtol, upd_rtol):
         b.prepare(p, son_up.shape)
     lr_ = ref.adapt(son_up, lr_img, sched)
     lt = tri.adapt(son_up, lr_img, sched)
-    _err(f"losses [{prec}]", lt, lr_, 0.0, out_rtol)
+    _err(f"losses [{prec}]", lt, lr_, 0.0, max(out_rtol, 1e-4))
     pr, pt = ref.params(), tri.params()
     for k in pr:
-        _err(f"update {k} [{prec}]", pt[k] - p[k], pr[k] - p[k], 0.0, upd_rtol)
+        _rel(f"update {k} [{prec}]", pt[k] - p[k], pr[k] - p[k], upd_rtol)
     sr_r, sr_t = ref.upscale(up), tri.upscale(up)
-    _err(f"sr [{prec}]", sr_t, sr_r, 0.0, out_rtol)
+    _rel(f"sr [{prec}]", sr_t, sr_r, out_rtol)
     # quality: PSNR of each against the bicubic input differs by < 0.05 dB
     d = abs(_psnr(sr_t, up) - _psnr(sr_r, up))
     assert d < 0.05 or prec == "bf16", f"PSNR differs by {d:.3f} dB"
