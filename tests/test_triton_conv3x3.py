@@ -5,6 +5,10 @@ on tiny shapes with shrunken tiles (several tiles per image, K blocks inside a t
 tails); with CUDA the same tests run on the GPU, plus ``gpu``-marked tests at real sizes in
 fp32 / TF32 / bf16 against a float64 oracle.
 """
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -166,6 +170,21 @@ def test_pack_roundtrip():
     wt = torch.empty(9 * 3 * 64)
     K.refresh_fwd_weight(K.pack_weight(w), wt, 3, 64)
     assert torch.equal(wt, K.pack_weight_fwd(w))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the gpu-marked tests compile and run the real kernels")
+def test_aot_compile_sm90():
+    """The hot kernel variants compile for sm_90 (Triton's compiler + ptxas, no GPU): what
+    the interpreter cannot check (layouts, shared memory, wgmma lowering)."""
+    try:
+        import triton.backends.nvidia.compiler  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"triton has no NVIDIA backend here: {e}")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-m", "mzsr_fast.kernels.aot_check", "--quick"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"AOT compile failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    assert "wgmma.mma_async=0" not in r.stdout.split("reduce")[0], f"a conv kernel lost wgmma:\n{r.stdout}"
 
 
 # ----------------------------------------------------------------------------- real sizes (GPU)
