@@ -102,20 +102,24 @@ void launch_wgrad_simt(const Conv3x3WgradParams& p, cudaStream_t stream) {
 }
 
 // ============================ tensor-core partial (Cin, Cout % 64 == 0) ============================
-// Block: one tap (blockIdx.y), a 64 (ci) x 64 (co) output tile (blockIdx.z), one chunk
-// (blockIdx.x).  K = the chunk's pixels in steps of 32.  Xs[p][ci] is read as the
-// col-major A operand (A[ci][p]), Gs[p][co] as the row-major B operand.
+// Block: one kernel row kh (blockIdx.y), i.e. the 3 taps (kh, 0..2), a 64 (ci) x 64 (co)
+// output tile per tap (blockIdx.z), one pixel chunk (blockIdx.x).  K = the chunk's pixels
+// in steps of 16.  Per step: one G tile Gs[p][co] (row-major B operand, shared by the 3
+// taps) and 3 X tiles Xs[kw][p][ci] (x shifted by (kh-1, kw-1), read as the col-major A
+// operand A[ci][p]).  Sharing G over 3 taps cuts its L2 re-reads 3x against one tap per
+// block.  4 warps in 2 x 2, each 32 x 32 per tap (3 x 2 x 2 accumulator fragments).
+// Register-staged, double-buffered shared memory as the conv kernel.
 constexpr int kTcThreads = 128;
-constexpr int TBM = 64, TBN = 64, TBK = 32;
+constexpr int TBM = 64, TBN = 64, TBK = 16;
 static_assert(kMzsrWgradChunkAlign % TBK == 0, "chunks are whole K steps");
 
 template <typename T>
 struct WgradTcSmem {
   static constexpr int LDX = TBM + TcTraits<T>::kPad;
   static constexpr int LDG = TBN + TcTraits<T>::kPad;
-  static constexpr int X_ELEMS = TBK * LDX;
+  static constexpr int X_ELEMS = TBK * LDX;  // one tap's X tile
   static constexpr int G_ELEMS = TBK * LDG;
-  static constexpr int STAGE_BYTES = (X_ELEMS + G_ELEMS) * static_cast<int>(sizeof(T));
+  static constexpr int STAGE_BYTES = (3 * X_ELEMS + G_ELEMS) * static_cast<int>(sizeof(T));
   static constexpr int BYTES = 2 * STAGE_BYTES;
   static_assert((X_ELEMS * sizeof(T)) % 32 == 0 && STAGE_BYTES % 32 == 0, "WMMA needs 256-bit aligned tiles");
 };
@@ -126,50 +130,56 @@ __global__ void __launch_bounds__(kTcThreads) mzsr_conv3x3_wgrad_tc_nhwc(Conv3x3
   using Tr = TcTraits<T>;
   constexpr int LDX = S::LDX, LDG = S::LDG;
   __shared__ __align__(128) unsigned char smem[S::BYTES];
-  auto Xs = [&](int s) { return reinterpret_cast<T*>(smem + s * S::STAGE_BYTES); };
-  auto Gs = [&](int s) { return reinterpret_cast<T*>(smem + s * S::STAGE_BYTES) + S::X_ELEMS; };
+  auto Xs = [&](int s, int kw) { return reinterpret_cast<T*>(smem + s * S::STAGE_BYTES) + kw * S::X_ELEMS; };
+  auto Gs = [&](int s) { return reinterpret_cast<T*>(smem + s * S::STAGE_BYTES) + 3 * S::X_ELEMS; };
 
   const int tid = threadIdx.x;
   const int warp = tid / 32;
   const int wm = warp / 2, wn = warp % 2;
   const int P = p.N * p.H * p.W;
   const int chunk = blockIdx.x;
-  const int tap = blockIdx.y;
+  const int kh = blockIdx.y;
   const int ntiles = p.Cout / TBN;
   const int ci0 = (blockIdx.z / ntiles) * TBM;
   const int co0 = (blockIdx.z % ntiles) * TBN;
-  const int dh = tap / 3 - 1, dw = tap % 3 - 1;
+  const int dh = kh - 1;
   const int pstart = chunk * p.chunk_pixels;
   const int pend = min(pstart + p.chunk_pixels, P);
   const int T_STEPS = p.chunk_pixels / TBK;
 
-  // loaders: 32 pixel rows x 16 float4 for both X and G; column c4, rows row + 8 r
+  // loaders: 16 pixel rows x 16 float4 per tile; this thread: column c4, rows row + 8 r
+  constexpr int R = TBK * 16 / kTcThreads;  // 2
   const int c4 = tid % 16, row = tid / 16;
-  float4 rx[4], rg[4];
+  float4 rx[3][R], rg[R];
   auto load_tile = [&](int t) {
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < R; ++r) {
       const PixelPos q = pixel_pos(pstart + t * TBK + row + 8 * r, pend, p.H, p.W);
-      const int nb = neighbour(q, dh, dw, p.H, p.W);
-      rx[r] = nb >= 0 ? ldg4(p.x + static_cast<long long>(nb) * p.Cin + ci0 + c4 * 4) : zero4();
       rg[r] = q.valid ? ldg4(p.gy + static_cast<long long>(q.pix) * p.Cout + co0 + c4 * 4) : zero4();
+#pragma unroll
+      for (int kw = 0; kw < 3; ++kw) {
+        const int nb = neighbour(q, dh, kw - 1, p.H, p.W);
+        rx[kw][r] = nb >= 0 ? ldg4(p.x + static_cast<long long>(nb) * p.Cin + ci0 + c4 * 4) : zero4();
+      }
     }
   };
   auto store_tile = [&](int s) {
-    T* xs = Xs(s);
     T* gs = Gs(s);
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      store4<T>(xs + (row + 8 * r) * LDX + c4 * 4, rx[r]);
+    for (int r = 0; r < R; ++r) {
       store4<T>(gs + (row + 8 * r) * LDG + c4 * 4, rg[r]);
+#pragma unroll
+      for (int kw = 0; kw < 3; ++kw) store4<T>(Xs(s, kw) + (row + 8 * r) * LDX + c4 * 4, rx[kw][r]);
     }
   };
 
-  wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float> acc[2][2];
+  wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float> acc[3][2][2];
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int kw = 0; kw < 3; ++kw)
 #pragma unroll
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[kw][i][j], 0.f);
 
   load_tile(0);
   store_tile(0);
@@ -177,38 +187,45 @@ __global__ void __launch_bounds__(kTcThreads) mzsr_conv3x3_wgrad_tc_nhwc(Conv3x3
   for (int t = 0; t < T_STEPS; ++t) {
     const int cur = t & 1;
     if (t + 1 < T_STEPS) load_tile(t + 1);
-    const T* xs = Xs(cur);
     const T* gs = Gs(cur);
 #pragma unroll
     for (int kk = 0; kk < TBK; kk += Tr::kK) {
-      wmma::fragment<wmma::matrix_a, 16, 16, Tr::kK, typename Tr::Prec, wmma::col_major> fa[2];
       wmma::fragment<wmma::matrix_b, 16, 16, Tr::kK, typename Tr::Prec, wmma::row_major> fb[2];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], xs + kk * LDX + wm * 32 + i * 16, LDX);
 #pragma unroll
       for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], gs + kk * LDG + wn * 32 + j * 16, LDG);
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
+      for (int kw = 0; kw < 3; ++kw) {
+        const T* xs = Xs(cur, kw);
+        wmma::fragment<wmma::matrix_a, 16, 16, Tr::kK, typename Tr::Prec, wmma::col_major> fa[2];
 #pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+        for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], xs + kk * LDX + wm * 32 + i * 16, LDX);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[kw][i][j], fa[i], fb[j], acc[kw][i][j]);
+      }
     }
     if (t + 1 < T_STEPS) store_tile(cur ^ 1);
     __syncthreads();
   }
 
   // partial_w[chunk, tap*Cin + ci, co]: 16 x 16 fragments straight to global (ld = Cout)
-  float* out = p.partial_w + (static_cast<long long>(chunk) * 9 * p.Cin + tap * p.Cin + ci0) * p.Cout + co0;
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int kw = 0; kw < 3; ++kw) {
+    const int tap = kh * 3 + kw;
+    float* out = p.partial_w + (static_cast<long long>(chunk) * 9 * p.Cin + tap * p.Cin + ci0) * p.Cout + co0;
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
-      wmma::store_matrix_sync(out + static_cast<long long>(wm * 32 + i * 16) * p.Cout + wn * 32 + j * 16, acc[i][j],
-                              p.Cout, wmma::mem_row_major);
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        wmma::store_matrix_sync(out + static_cast<long long>(wm * 32 + i * 16) * p.Cout + wn * 32 + j * 16,
+                                acc[kw][i][j], p.Cout, wmma::mem_row_major);
+  }
 }
 
 template <typename T>
 void launch_wgrad_tc(const Conv3x3WgradParams& p, cudaStream_t stream) {
-  const dim3 grid(p.num_chunks, 9, (p.Cin / TBM) * (p.Cout / TBN));
+  const dim3 grid(p.num_chunks, 3, (p.Cin / TBM) * (p.Cout / TBN));
   auto k = mzsr_conv3x3_wgrad_tc_nhwc<T>;
   MZSR_LAUNCH(k, grid, dim3(kTcThreads), 0, stream)(p);
 }
