@@ -250,10 +250,11 @@ def test_l1_loss_grad(shape):
     pred, tgt = _rand(shape, g), _rand(shape, g)
     tgt.view(-1)[::3] = pred.view(-1)[::3]  # exact zeros: sign(0) = 0
     loss, grad = ops.l1_loss_grad(pred, tgt)
-    rl, rg = R.l1_loss_grad(pred, tgt)
+    rg = R.l1_loss_grad(pred, tgt)[1]
+    rl = R.l1_loss_grad(pred.double(), tgt.double())[0]
     assert loss.shape == () and grad.shape == pred.shape
     assert torch.equal(grad, rg), "l1 grad != sign(d) / numel"
-    _close(loss, rl.double(), 1e-6, f"l1 loss {shape}")
+    _close(loss, rl, 1e-5, f"l1 loss {shape}")
 
 
 @gpu
