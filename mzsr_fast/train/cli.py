@@ -1,0 +1,54 @@
+"""``mzsr-fast pretrain`` and ``mzsr-fast meta-train`` subcommands.
+
+``register(subparsers)`` is called by :mod:`mzsr_fast.cli`.  Every hyper-parameter is a
+flag with the official value (SPEC section 3) as default; see ``--help``.  Under torchrun,
+``torchrun --nproc_per_node=N -m mzsr_fast.train.meta ...`` is the same as ``meta-train``.
+Exit codes: 0 done, 3 training diverged (non-finite loss; the last good checkpoint is kept).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def _run_pretrain(args) -> int:
+    from . import pretrain
+    from .common import TrainingDiverged
+
+    try:
+        res = pretrain.run(args)
+    except TrainingDiverged as e:
+        print(f"mzsr-fast pretrain: error: {e}", file=sys.stderr)
+        return 3
+    print(f"pretrain: stopped at step {res['step']}; best validation {res['best']}")
+    return 0
+
+
+def _run_meta(args) -> int:
+    from . import dist, meta
+    from .common import TrainingDiverged
+
+    try:
+        res = meta.run(args)
+    except TrainingDiverged as e:
+        print(f"mzsr-fast meta-train: error: {e}", file=sys.stderr)
+        return 3
+    if res["info"].main:
+        print(f"meta-train: stopped at step {res['step']}; best validation {res['best']}")
+    dist.finish(res["info"])
+    return 0
+
+
+def register(subparsers) -> None:
+    from . import meta, pretrain
+
+    p = subparsers.add_parser("pretrain", help="bicubic pretraining (transfer stage), resumable",
+                              description=pretrain.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pretrain.add_args(p)
+    p.set_defaults(func=_run_pretrain)
+    m = subparsers.add_parser("meta-train", help="MAML meta-transfer learning, resumable, torchrun-aware",
+                              description=meta.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    meta.add_args(m)
+    m.set_defaults(func=_run_meta)
