@@ -1,0 +1,328 @@
+"""MZSR vs vanilla ZSSR on a set of HR images, one degradation setting, one machine, one run.
+
+For each HR image (mod-cropped to the scale): LR = ``degrade(HR, k, s, subsampling)`` of the
+setting (SPEC section 2), then
+
+* bicubic: ``imresize(LR, s)``;
+* ZSSR: :func:`mzsr_fast.zssr_upscale` (official defaults unless ``--zssr-preset`` /
+  ``--zssr-max-iters``: lr policy, up to 3000 iterations, 8-frame self-ensemble,
+  back-projection), one run;
+* MZSR(k): :func:`mzsr_fast.adapt_and_upscale` with k steps (shipped weights unless
+  ``--weights``), one warm-up call, then the median of ``--repeat`` timed calls;
+
+and records wall time and PSNR/SSIM (Y, shave = scale).  After every image it rewrites
+
+    benchmarks/results/vs_zssr_<setting>_<date>.json   all numbers + machine + options
+    benchmarks/results/vs_zssr_<setting>_<date>.md     the table, machine, date, speed ratio
+    benchmarks/results/vs_zssr_<setting>_<date>.png    mean PSNR vs seconds (log time axis)
+
+so an interrupted run still leaves a (subset) report that says how many images it covers.
+``--from-json F`` only re-renders the table and plot from an earlier JSON.
+
+    python benchmarks/report_vs_zssr.py --hr-dir ../shared/data/set5 --setting g^d_2.0 \
+        [--images bird,head] [--steps 1,10,25,50] [--threads 2] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mzsr_fast import adapt_and_upscale, degrade, gaussian_kernel, imresize  # noqa: E402
+from mzsr_fast import io as mio  # noqa: E402
+from mzsr_fast.benchutil import machine_info  # noqa: E402
+from mzsr_fast.metrics import psnr_y, ssim_y  # noqa: E402
+from mzsr_fast.zssr import ZSSRConfig, zssr_upscale  # noqa: E402
+
+#: the paper's x2 Set5 numbers (SPEC section 5): setting -> {method: (PSNR, SSIM)}
+PAPER_SET5 = {
+    "g^d_0.2": {"bicubic": (30.24, .8976), "zssr": (34.29, .9373), "mzsr1": (33.14, .9277), "mzsr10": (33.74, .9301)},
+    "g^d_2.0": {"bicubic": (28.73, .8449), "zssr": (34.90, .9397), "mzsr1": (35.20, .9398), "mzsr10": (36.05, .9439)},
+    "g^d_ani": {"bicubic": (28.15, .8265), "zssr": (33.96, .9307), "mzsr1": (34.05, .9271), "mzsr10": (34.78, .9323)},
+    "g^b_1.3": {"bicubic": (30.54, .8773), "zssr": (35.24, .9434), "mzsr1": (35.18, .9430), "mzsr10": (36.64, .9498)},
+}
+_SETTINGS = {  # as mzsr_fast.degradation.SETTINGS (SPEC section 2)
+    "g^d_0.2": (dict(size=21, var1=0.2), "direct"),
+    "g^d_2.0": (dict(size=21, var1=2.0), "direct"),
+    "g^d_ani": (dict(size=15, var1=4.0, var2=1.0, theta=-0.5), "direct"),
+    "g^b_1.3": (dict(size=21, var1=1.3), "bicubic"),
+}
+
+
+def get_setting(name: str):
+    try:
+        from mzsr_fast.degradation import setting
+
+        return setting(name)
+    except ImportError:
+        if name not in _SETTINGS:
+            raise ValueError(f"unknown setting {name!r}; choose one of {sorted(_SETTINGS)}")
+        kw, sub = _SETTINGS[name]
+        return gaussian_kernel(**kw), sub
+
+
+def _label(key: str) -> str:
+    if key == "bicubic":
+        return "Bicubic"
+    if key == "zssr":
+        return "ZSSR"
+    return f"MZSR({key[4:]})"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
+    s = a.scale
+    hr = np.asarray(mio.load_image(path).convert("RGB"))
+    hr = hr[: hr.shape[0] - hr.shape[0] % s, : hr.shape[1] - hr.shape[1] % s]
+    lr = degrade(hr, kernel, s, sub)  # uint8, bit-exact with the official LR for g^d_2.0
+    row = {"image": path.name, "hr_shape": list(hr.shape), "lr_shape": list(lr.shape), "methods": {}}
+
+    def score(sr, secs, **extra):
+        return {"psnr": psnr_y(sr, hr, s), "ssim": ssim_y(sr, hr, s), "seconds": secs, **extra}
+
+    t = time.perf_counter()
+    bic = imresize(lr, s)
+    row["methods"]["bicubic"] = score(bic, time.perf_counter() - t)
+    print(f"  {path.name}: bicubic {row['methods']['bicubic']['psnr']:.2f} dB", flush=True)
+
+    for k in a.steps:
+        run = lambda: adapt_and_upscale(lr, scale=s, kernel=kernel, steps=k, subsampling=sub,  # noqa: E731
+                                        weights=a.weights, backend=a.backend, device=a.device, return_info=True)
+        run()  # warm-up: weights load, backend set-up, caches
+        times, sr, info = [], None, None
+        for _ in range(a.repeat):
+            _sync(a.device)
+            t = time.perf_counter()
+            sr, info = run()
+            _sync(a.device)
+            times.append(time.perf_counter() - t)
+        row["methods"][f"mzsr{k}"] = score(sr, statistics.median(times), times=times, backend=info["backend_detail"],
+                                           weights=info["weights"])
+        m = row["methods"][f"mzsr{k}"]
+        print(f"  {path.name}: MZSR({k}) {m['psnr']:.2f} dB {m['seconds']:.3f} s", flush=True)
+
+    if not a.no_zssr:
+        _sync(a.device)
+        t = time.perf_counter()
+        sr, info = zssr_upscale(lr, scale=s, kernel=kernel, config=zcfg, device=a.device, progress=a.progress,
+                                seed=a.seed, return_info=True)
+        _sync(a.device)
+        dt = time.perf_counter() - t
+        row["methods"]["zssr"] = score(sr, dt, iterations=info["iterations"], lr_changes=info["lr_changes"],
+                                       train_seconds=info["times"]["train"],
+                                       ensemble_seconds=info["times"]["ensemble"], seed=info["seed"],
+                                       mse_rec=info["mse_rec"])
+        m = row["methods"]["zssr"]
+        print(f"  {path.name}: ZSSR {m['psnr']:.2f} dB {dt:.1f} s ({info['iterations']} iterations, "
+              f"lr changes {info['lr_changes']})", flush=True)
+    return row
+
+
+def summarize(res: dict) -> dict:
+    keys = []
+    for r in res["rows"]:
+        for k in r["methods"]:
+            if k not in keys:
+                keys.append(k)
+    order = ["bicubic"] + sorted([k for k in keys if k.startswith("mzsr")], key=lambda k: int(k[4:])) + (
+        ["zssr"] if "zssr" in keys else [])
+    mean = {}
+    for k in order:
+        vals = [r["methods"][k] for r in res["rows"] if k in r["methods"]]
+        mean[k] = {f: float(np.mean([v[f] for v in vals])) for f in ("psnr", "ssim", "seconds")}
+        mean[k]["n"] = len(vals)
+    res["order"] = order
+    res["mean"] = mean
+    if "zssr" in mean and "mzsr10" in mean:
+        ratios = [r["methods"]["zssr"]["seconds"] / r["methods"]["mzsr10"]["seconds"]
+                  for r in res["rows"] if "zssr" in r["methods"] and "mzsr10" in r["methods"]]
+        res["speed_ratio_zssr_over_mzsr10"] = {
+            "of_mean_times": mean["zssr"]["seconds"] / mean["mzsr10"]["seconds"],
+            "per_image": ratios,
+            "geomean": float(np.exp(np.mean(np.log(ratios)))) if ratios else None,
+        }
+    return res
+
+
+def write_md(res: dict, stem: Path) -> None:
+    m = res["machine"]
+    o = res["options"]
+    n_done, n_all = len(res["rows"]), len(res["images_planned"])
+    lines = [
+        f"# MZSR vs ZSSR, {res['setting']} x{o['scale']}, {res['set_name']}",
+        "",
+        f"Date (UTC): {res['finished_utc'] or res['started_utc'] + ' (in progress)'}. "
+        f"Machine: {m.get('cpu')} ({m.get('cpu_count')} cores, shared), torch {m.get('torch')}, "
+        f"{o['threads']} torch threads, device `{o['device']}`" + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".",
+        "",
+        f"Images: {n_done} of {n_all} planned ({', '.join(r['image'] for r in res['rows'])})"
+        + ("" if n_done == n_all else f"; the run covers a subset of {res['set_name']}") + ". "
+        f"LR = `degrade(HR, k, {o['scale']}, {res['subsampling']})` of the setting; PSNR/SSIM on Y, shave {o['scale']}.",
+        "",
+        f"ZSSR: `mzsr_fast.zssr_upscale`, preset `{o['zssr_preset']}`, max {o['zssr_max_iters']} iterations, "
+        f"self-ensemble {'on' if res['zssr_config']['output_flip'] else 'off'}, "
+        f"{res['zssr_config']['back_projection_iters']} back-projection rounds, seed {o['seed']}, one run per image. "
+        f"MZSR(k): `adapt_and_upscale`, k steps, weights `{res.get('mzsr_weights')}`, backend "
+        f"`{res.get('mzsr_backend')}`, median of {o['repeat']} warm calls.",
+        "",
+        "Command: `" + res["command"] + "`",
+        "",
+        "| method | PSNR (dB) | SSIM | seconds / image | paper PSNR/SSIM |",
+        "|---|---|---|---|---|",
+    ]
+    paper = PAPER_SET5.get(res["setting"], {}) if res["set_name"].lower() == "set5" else {}
+    for k in res["order"]:
+        v = res["mean"][k]
+        p = paper.get(k)
+        ps = f"{p[0]:.2f}/{p[1]:.4f}" if p else "-"
+        lines.append(f"| {_label(k)} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['seconds']:.3f} | {ps} |")
+    sr = res.get("speed_ratio_zssr_over_mzsr10")
+    if sr:
+        lines += ["", f"Speed ratio ZSSR / MZSR(10): **{sr['of_mean_times']:.0f}x** (mean times; per image "
+                  + ", ".join(f"{x:.0f}x" for x in sr["per_image"]) + f"; geometric mean {sr['geomean']:.0f}x), "
+                  f"at PSNR {res['mean']['zssr']['psnr']:.2f} dB (ZSSR) vs {res['mean']['mzsr10']['psnr']:.2f} dB "
+                  "(MZSR(10))."]
+    lines += ["", "Per image (PSNR dB / seconds):", "",
+              "| image | " + " | ".join(_label(k) for k in res["order"]) + " | ZSSR iterations |",
+              "|---|" + "---|" * (len(res["order"]) + 1)]
+    for r in res["rows"]:
+        cells = []
+        for k in res["order"]:
+            v = r["methods"].get(k)
+            cells.append(f"{v['psnr']:.2f} / {v['seconds']:.3g}" if v else "-")
+        z = r["methods"].get("zssr")
+        it = f"{z['iterations']} (lr /10 at {z['lr_changes']})" if z else "-"
+        lines.append(f"| {r['image']} | " + " | ".join(cells) + f" | {it} |")
+    lines += ["", f"Plot: `{stem.name}.png`; raw numbers: `{stem.name}.json`.", ""]
+    _out(stem, ".md").write_text("\n".join(lines))
+
+
+def write_plot(res: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot", flush=True)
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colors = {"bicubic": "tab:gray", "zssr": "tab:red"}
+    for k in res["order"]:
+        v = res["mean"][k]
+        c = colors.get(k, "tab:blue")
+        pts = [(r["methods"][k]["seconds"], r["methods"][k]["psnr"]) for r in res["rows"] if k in r["methods"]]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, color=c, alpha=0.3)
+        ax.scatter([v["seconds"]], [v["psnr"]], s=50, color=c, zorder=3)
+        ax.annotate(_label(k), (v["seconds"], v["psnr"]), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    mz = [k for k in res["order"] if k.startswith("mzsr")]
+    if mz:
+        ax.plot([res["mean"][k]["seconds"] for k in mz], [res["mean"][k]["psnr"] for k in mz], color="tab:blue", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time per image (s, log scale)")
+    ax.set_ylabel("PSNR on Y (dB)")
+    m = res["machine"]
+    ax.set_title(f"{res['setting']} x{res['options']['scale']}, {res['set_name']} ({len(res['rows'])} images), "
+                 f"{res['options']['device']}\n{m.get('cpu', '')[:48]}, {res['options']['threads']} threads, "
+                 f"{(res['finished_utc'] or res['started_utc'])[:10]}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _out(stem: Path, ext: str) -> Path:
+    return stem.parent / (stem.name + ext)  # not with_suffix: the setting name has a dot
+
+
+def render(res: dict, stem: Path) -> None:
+    summarize(res)
+    _out(stem, ".json").write_text(json.dumps(res, indent=1))
+    write_md(res, stem)
+    write_plot(res, _out(stem, ".png"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hr-dir", default=os.environ.get("MZSR_FAST_DATA", str(ROOT.parent / "shared" / "data")) + "/set5")
+    ap.add_argument("--setting", default="g^d_2.0", choices=sorted(_SETTINGS))
+    ap.add_argument("--images", default=None, help="comma list of file stems to use (default: all)")
+    ap.add_argument("--scale", type=int, default=2)
+    ap.add_argument("--steps", default="1,10,25,50", help="MZSR step counts (comma list)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed MZSR calls per step count (median)")
+    ap.add_argument("--weights", default=None, help="MZSR weights (default: shipped)")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--zssr-preset", default="default", choices=ZSSRConfig.PRESETS)
+    ap.add_argument("--zssr-max-iters", type=int, default=3000)
+    ap.add_argument("--no-zssr", action="store_true", help="skip ZSSR (MZSR/bicubic only)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--progress", action="store_true", help="ZSSR progress bars")
+    ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--tag", default="", help="suffix for the output names")
+    ap.add_argument("--from-json", default=None, help="re-render the .md/.png of an earlier JSON and exit")
+    a = ap.parse_args(argv)
+
+    if a.from_json:
+        p = Path(a.from_json)
+        stem = p.parent / p.name[: -len(".json")]
+        render(json.loads(p.read_text()), stem)
+        print(f"wrote {stem}.md and {stem}.png")
+        return 0
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    a.steps = [int(x) for x in a.steps.split(",") if x.strip()]
+    kernel, sub = get_setting(a.setting)
+    zcfg = ZSSRConfig.preset(a.zssr_preset, max_iters=a.zssr_max_iters, subsampling=sub)
+    hr_dir = Path(a.hr_dir)
+    files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
+    if a.images:
+        want = [x.strip() for x in a.images.split(",") if x.strip()]
+        files = [p for w in want for p in files if p.stem == w]
+        if len(files) != len(want):
+            raise SystemExit(f"some of {want} are not in {hr_dir}")
+    date = datetime.datetime.now(datetime.timezone.utc)
+    stem = Path(a.out_dir) / f"vs_zssr_{a.setting.replace('^', '')}_{date:%Y-%m-%d}{a.tag}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    res = {
+        "setting": a.setting, "subsampling": sub, "set_name": hr_dir.name,
+        "images_planned": [p.name for p in files],
+        "options": {k: v for k, v in vars(a).items() if k != "from_json"} | {"threads": torch.get_num_threads()},
+        "zssr_config": zcfg.__dict__ | {},
+        "machine": machine_info(),
+        "started_utc": f"{date:%Y-%m-%d %H:%M}", "finished_utc": None,
+        "command": "python benchmarks/report_vs_zssr.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "rows": [],
+    }
+    print(f"{a.setting} on {len(files)} images of {hr_dir} -> {stem}.*", flush=True)
+    for p in files:
+        row = run_image(p, kernel, sub, a, zcfg)
+        res["rows"].append(row)
+        mz = [v for k, v in row["methods"].items() if k.startswith("mzsr")]
+        if mz:
+            res["mzsr_weights"], res["mzsr_backend"] = mz[0]["weights"], mz[0]["backend"]
+        render(res, stem)
+    res["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    render(res, stem)
+    print(_out(stem, ".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
