@@ -25,7 +25,8 @@ def _variants(K, quick: bool):
     """(label, fn, types, constexprs, aligned args, num_warps, num_stages)."""
     out = []
     dt = {0: "*fp32", 1: "*fp32", 2: "*bf16"}
-    ptrs_fwd = ["X", "Wt", "B", "RES", "TGT", "Y", "LOSS_PART", "M", "H", "W"]
+    # pointers are 16-byte aligned at run time; image sizes are not specialised on
+    ptrs_fwd = ["X", "Wt", "B", "RES", "TGT", "Y", "LOSS_PART"]
     for mode in (0, 1, 2):
         adt = dt[mode]
         for cin, cout, kind in [(3, 64, "relu"), (64, 64, "relu"), (64, 3, "res"), (64, 3, "l1")]:
@@ -45,7 +46,7 @@ def _variants(K, quick: bool):
             for bm, bn, bk, nw, ns in cfgs:
                 cx = dict(C_IN=c_in, C_OUT=c_out, HAS_MASK=True, MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 out.append((f"dgrad {c_in}->{c_out} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}",
-                            K.mzsr_conv3x3_dgrad_relumask_nhwc, types, cx, ["GY", "Wt", "MASK_SRC", "GX", "M", "H", "W"],
+                            K.mzsr_conv3x3_dgrad_relumask_nhwc, types, cx, ["GY", "Wt", "MASK_SRC", "GX"],
                             nw, ns))
         for cin, cout in [(3, 64), (64, 64), (64, 3)]:
             types = dict(X=adt, GY=adt, WS="*fp32", M="i32", H="i32", W="i32", CHUNK="i32", P_STRIDE="i32", M_BUCKET="i32")
@@ -53,7 +54,7 @@ def _variants(K, quick: bool):
             for bm, bn, bk, nw, ns in cfgs:
                 cx = dict(C_IN=cin, C_OUT=cout, MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 out.append((f"wgrad {cin}->{cout} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}",
-                            K.mzsr_conv3x3_wgrad_partial_nhwc, types, cx, ["X", "GY", "WS", "M", "H", "W", "CHUNK"], nw, ns))
+                            K.mzsr_conv3x3_wgrad_partial_nhwc, types, cx, ["X", "GY", "WS"], nw, ns))
     rtypes = dict(WS="*fp32", S="i32", P="i32", P_STRIDE="i32", G="*fp32", PARAM="*fp32", PARAM_T="*fp32",
                   CIN="i32", COUT="i32", LR="*fp32", lr_idx="i32")
     for tdt in ("*fp32", "*bf16"):

@@ -209,7 +209,12 @@ def _fwd_body(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H, W, inv_numel,
 
 # Thin named entry points: Triton names a kernel after its jitted function, so each fused
 # variant gets a descriptive name in Nsight.
-@triton.jit
+# Image sizes are not specialised on (divisible-by-16 / equal-to-1): they only enter the
+# row masks and the row shift, never the channel-contiguous vector loads (C_IN/C_OUT are
+# constexpr), so one compiled kernel serves every image size instead of one per size class.
+_NO_SPEC = ["M", "H", "W", "M_BUCKET"]
+_NO_SPEC_WGRAD = _NO_SPEC + ["CHUNK"]
+@triton.jit(do_not_specialize=_NO_SPEC)
 def mzsr_conv3x3_fwd_relu_nhwc(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H, W, inv_numel,
                                C_IN: tl.constexpr, C_OUT: tl.constexpr, RELU: tl.constexpr,
                                HAS_RES: tl.constexpr, L1: tl.constexpr, MODE: tl.constexpr, M_BUCKET,
@@ -218,7 +223,7 @@ def mzsr_conv3x3_fwd_relu_nhwc(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H, W, inv_nu
               MODE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPEC)
 def mzsr_conv3x3_fwd_residual_nhwc(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H, W, inv_numel,
                                    C_IN: tl.constexpr, C_OUT: tl.constexpr, RELU: tl.constexpr,
                                    HAS_RES: tl.constexpr, L1: tl.constexpr, MODE: tl.constexpr, M_BUCKET,
@@ -227,7 +232,7 @@ def mzsr_conv3x3_fwd_residual_nhwc(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H, W, in
               MODE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPEC)
 def mzsr_conv3x3_fwd_residual_l1grad_nhwc(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H, W, inv_numel,
                                           C_IN: tl.constexpr, C_OUT: tl.constexpr, RELU: tl.constexpr,
                                           HAS_RES: tl.constexpr, L1: tl.constexpr, MODE: tl.constexpr, M_BUCKET,
@@ -236,7 +241,7 @@ def mzsr_conv3x3_fwd_residual_l1grad_nhwc(X, Wt, B, RES, TGT, Y, LOSS_PART, M, H
               MODE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPEC)
 def mzsr_conv3x3_dgrad_relumask_nhwc(GY, Wt, MASK_SRC, GX, M, H, W,
                                      C_IN: tl.constexpr, C_OUT: tl.constexpr, HAS_MASK: tl.constexpr,
                                      MODE: tl.constexpr, M_BUCKET,
@@ -260,7 +265,7 @@ def mzsr_conv3x3_dgrad_relumask_nhwc(GY, Wt, MASK_SRC, GX, M, H, W,
     tl.store(GX + out_off, acc.to(GX.dtype.element_ty), mask=mask2)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NO_SPEC_WGRAD)
 def mzsr_conv3x3_wgrad_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
                                     C_IN: tl.constexpr, C_OUT: tl.constexpr, MODE: tl.constexpr, M_BUCKET,
                                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
