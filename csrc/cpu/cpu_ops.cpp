@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -62,7 +63,7 @@ namespace k256 {
 struct I {
   using V = __m256;
   // 16 ymm registers: 6 pixels x 2 vectors = 12 accumulators + 2 weights + 1 broadcast.
-  static constexpr int VW = 8, NVMAX = 2, CB = 16;
+  static constexpr int VW = 8, NVMAX = 2, CB = 64;
   template <int NV>
   static constexpr int np() { return NV == 1 ? 12 : 6; }
   template <int NV>
@@ -86,7 +87,7 @@ namespace k512 {
 struct I {
   using V = __m512;
   // 32 zmm registers: 6 pixels x 4 vectors (64 channels) = 24 accumulators + 4 weights.
-  static constexpr int VW = 16, NVMAX = 4, CB = 8;
+  static constexpr int VW = 16, NVMAX = 4, CB = 64;
   template <int NV>
   static constexpr int np() { return NV == 4 ? 6 : NV == 3 ? 7 : 12; }
   template <int NV>
@@ -104,6 +105,13 @@ struct I {
 };
 #include "conv_kernels.inc"
 }  // namespace k512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma")
+namespace kbf {
+#include "conv_bf16.inc"
+}  // namespace kbf
 #pragma GCC pop_options
 #endif
 
@@ -147,6 +155,29 @@ static const Kernels* pick_named(const std::string& s) {
 #endif
   if (s == "best" || s.empty()) return best;
   TORCH_CHECK(false, "mzsr_fast cpu: unknown or unsupported ISA '", s, "' (best here: ", best->name, ")");
+}
+
+using ConvRowBfFn = void (*)(int, const uint16_t*, long, long, int, const uint16_t*, int, const float*, float*, long,
+                             const float*, long, uint16_t*, long);
+using EpiCvtFn = void (*)(const float*, float*, const float*, bool, uint16_t*, long);
+struct KernelsBf {
+  ConvRowBfFn conv[3];
+  EpiCvtFn epi_cvt;
+};
+#ifdef MZSR_X86
+static const KernelsBf kBfT = {{kbf::conv_row_bf<0>, kbf::conv_row_bf<1>, kbf::conv_row_bf<2>}, kbf::epi_cvt_row};
+#endif
+// the bf16 kernels, or null where the CPU has no AVX512_BF16
+static const KernelsBf* bf_kernels() {
+#ifdef MZSR_X86
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("fma");
+  }();
+  if (ok && !std::getenv("MZSR_FAST_CPU_NO_BF16")) return &kBfT;
+#endif
+  return nullptr;
 }
 
 static std::atomic<const Kernels*> g_kern{nullptr};
@@ -238,6 +269,42 @@ static void pack_dgrad(const float* w, int Cout, int Cin, int CinP, float* out) 
     for (int ci = 0; ci < Cin; ++ci)
       for (int t = 0; t < 9; ++t) out[((long)(8 - t) * Cout + co) * CinP + ci] = w[((long)co * Cin + ci) * 9 + t];
 }
+static inline uint16_t f2bf(float f) {  // round to nearest even, NaN kept NaN
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+// bf16 forward weights [tap][Cin/2][CoutP][2] (Cin even)
+static void pack_fwd_bf(const float* w, int Cout, int Cin, int CoutP, uint16_t* out) {
+  std::memset(out, 0, sizeof(uint16_t) * 9 * Cin * CoutP);
+  const int C2 = Cin / 2;
+  for (int co = 0; co < Cout; ++co)
+    for (int ci = 0; ci < Cin; ++ci)
+      for (int t = 0; t < 9; ++t)
+        out[(((long)t * C2 + ci / 2) * CoutP + co) * 2 + (ci & 1)] = f2bf(w[((long)co * Cin + ci) * 9 + t]);
+}
+// bf16 dgrad weights: conv Cout -> Cin, taps flipped, [t'][Cout/2][CinP][2] (Cout even)
+static void pack_dgrad_bf(const float* w, int Cout, int Cin, int CinP, uint16_t* out) {
+  std::memset(out, 0, sizeof(uint16_t) * 9 * Cout * CinP);
+  const int C2 = Cout / 2;
+  for (int co = 0; co < Cout; ++co)
+    for (int ci = 0; ci < Cin; ++ci)
+      for (int t = 0; t < 9; ++t)
+        out[(((long)(8 - t) * C2 + co / 2) * CinP + ci) * 2 + (co & 1)] = f2bf(w[((long)co * Cin + ci) * 9 + t]);
+}
+// a bf16 view of a padded buffer allocated as floats (ps floats = 2 ps bf16)
+struct PadB {
+  uint16_t* p;
+  int N, H, W, ps;  // ps in bf16 elements
+  explicit PadB(const Pad& f) : p(reinterpret_cast<uint16_t*>(f.p)), N(f.N), H(f.H), W(f.W), ps(2 * f.ps) {}
+  long rs() const { return (long)(W + 2) * ps; }
+  long is() const { return (long)(H + 2) * rs(); }
+  uint16_t* row(int n, int y) const { return p + n * is() + (long)y * rs(); }
+  uint16_t* at(int n, int y, int x) const { return p + n * is() + (long)(y + 1) * rs() + (long)(x + 1) * ps; }
+};
+
 static void make_koff(int Cin, long ips, long irs, long* koff) {
   for (int t = 0; t < 9; ++t)
     for (int ci = 0; ci < Cin; ++ci) koff[t * Cin + ci] = (t / 3) * irs + (t % 3) * ips + ci;
@@ -287,6 +354,49 @@ static void run_conv(const ConvJob& j, float* scratch, bool use_fin, Fin fin) {
     }
   }
 }
+struct ConvJobBf {
+  const PadB* in;
+  int Cin;
+  const uint16_t* w;
+  int CoutP;
+  const float* bias;
+  int epi;
+  float* out;  // fp32 output (may be null), pixel stride out_ps
+  long out_is, out_rs, out_ps;
+  const float* mask;
+  long mask_is, mask_rs, mask_ps;
+  const PadB* outb;  // bf16 copy (may be null)
+};
+template <class Fin>
+static void run_conv_bf(const ConvJobBf& j, float* scratch, bool use_fin, Fin fin) {
+  const KernelsBf* kb = bf_kernels();
+  TORCH_CHECK(kb, "mzsr_fast cpu: bf16 kernels need AVX512_BF16");
+  const PadB& in = *j.in;
+  const int N = in.N, H = in.H, W = in.W;
+  const long ssz = (long)W * j.CoutP;
+  ConvRowBfFn fn = kb->conv[j.epi];
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+    float* scr = scratch + (long)tid * 2 * ssz;
+#pragma omp for schedule(dynamic, 1)
+    for (long r = 0; r < (long)N * H; ++r) {
+      const int n = r / H, y = r % H;
+      const uint16_t* inr = in.row(n, y);
+      if (use_fin) {
+        fn(W, inr, in.ps, in.rs(), j.Cin, j.w, j.CoutP, j.bias, scr, j.CoutP, nullptr, 0, nullptr, 0);
+        fin(n, y, scr, tid);
+      } else {
+        float* o = j.out ? j.out + n * j.out_is + y * j.out_rs : nullptr;
+        const float* m = j.mask ? j.mask + n * j.mask_is + y * j.mask_rs : nullptr;
+        uint16_t* ob = j.outb ? j.outb->at(n, y, 0) : nullptr;
+        fn(W, inr, in.ps, in.rs(), j.Cin, j.w, j.CoutP, j.bias, o, j.out_ps, m, j.mask_ps, ob,
+           j.outb ? j.outb->ps : 0);
+      }
+    }
+  }
+}
+
 static size_t conv_scratch_size(int W, int CoutP) { return (size_t)omp_get_max_threads() * 2 * W * CoutP + 64; }
 
 // Weight + bias gradient of one layer: packed partials per thread, reduced into
@@ -562,7 +672,21 @@ static Net net_shape(at::TensorList params) {
 
 // Forward of the whole net: x (N, H, W, C) NHWC -> x + net(x).  Ping-pong between two
 // padded buffers carved from the arena.
-at::Tensor net_forward(at::TensorList params, const at::Tensor& x_) {
+static void check_bf16_net(const Net& S) {
+  TORCH_CHECK(bf_kernels(), "mzsr_fast cpu: precision bf16 needs a CPU with AVX512_BF16");
+  for (int i = 0; i < NL - 1; ++i)
+    TORCH_CHECK(S.cout[i] == S.cout[0] && S.cout[i] % 16 == 0,
+                "mzsr_fast cpu: bf16 needs equal hidden widths, multiples of 16");
+}
+
+static bool want_bf16(const std::string& precision) {
+  TORCH_CHECK(precision == "fp32" || precision == "bf16", "mzsr_fast cpu: precision must be fp32 or bf16, got ",
+              precision);
+  return precision == "bf16";
+}
+
+at::Tensor net_forward(at::TensorList params, const at::Tensor& x_, std::string precision) {
+  const bool bf16 = want_bf16(precision);
   check_nhwc(x_, "x");
   const Net S = net_shape(params);
   auto x = x_.contiguous();
@@ -578,6 +702,57 @@ at::Tensor net_forward(at::TensorList params, const at::Tensor& x_) {
     wsz += (size_t)9 * S.cin[i] * S.coutp[i] + S.coutp[i] + 32;
   }
   Arena& a = t_arena;
+  if (bf16) {
+    check_bf16_net(S);
+    const int ch = S.cout[0];
+    const size_t need = pad_size(N, H, W, C) + 2 * pad_size(N, H, W, ch / 2) + wsz + conv_scratch_size(W, cpmax) + 256;
+    if (need > a.cap) g_arena_allocs++;
+    a.reset(need);
+    Pad X{a.take(pad_size(N, H, W, C)), N, H, W, C};
+    Pad Bf[2] = {{a.take(pad_size(N, H, W, ch / 2)), N, H, W, ch / 2}, {a.take(pad_size(N, H, W, ch / 2)), N, H, W, ch / 2}};
+    float* w0 = a.take((size_t)9 * S.cin[0] * S.coutp[0]);
+    pack_fwd(params[0].data_ptr<float>(), S.cout[0], S.cin[0], S.coutp[0], w0);
+    uint16_t* wb[NL];
+    float* bp[NL];
+    for (int i = 0; i < NL; ++i) {
+      if (i > 0) {
+        wb[i] = reinterpret_cast<uint16_t*>(a.take((size_t)9 * S.cin[i] * S.coutp[i] / 2 + 1));
+        pack_fwd_bf(params[2 * i].data_ptr<float>(), S.cout[i], S.cin[i], S.coutp[i], wb[i]);
+      }
+      bp[i] = a.take(S.coutp[i]);
+      std::memset(bp[i], 0, S.coutp[i] * sizeof(float));
+      std::memcpy(bp[i], params[2 * i + 1].data_ptr<float>(), S.cout[i] * sizeof(float));
+    }
+    float* scratch = a.take(conv_scratch_size(W, cpmax));
+    X.zero_border();
+    Bf[0].zero_border();
+    Bf[1].zero_border();
+    fill_pad(X, x.data_ptr<float>(), C);
+    const KernelsBf* kb = bf_kernels();
+    PadB b0(Bf[0]), b1(Bf[1]);
+    const PadB* bb[2] = {&b0, &b1};
+    {  // layer 0 (3 input channels) in fp32, its ReLU output rounded to bf16
+      ConvJob j{&X, S.cin[0], w0, S.cout[0], S.coutp[0], bp[0], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0};
+      run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+        kb->epi_cvt(row, nullptr, nullptr, true, b0.at(n, yy, 0), (long)W * ch);
+      });
+    }
+    for (int i = 1; i < NL - 1; ++i) {
+      ConvJobBf j{bb[(i - 1) & 1], S.cin[i], wb[i], S.coutp[i], bp[i], 1, nullptr, 0, 0, 0, nullptr, 0, 0, 0,
+                  bb[i & 1]};
+      run_conv_bf(j, scratch, false, [](int, int, const float*, int) {});
+    }
+    const int L = NL - 1, Co = S.cout[L], CoP = S.coutp[L];
+    float* yp = y.data_ptr<float>();
+    ConvJobBf j{bb[(L - 1) & 1], S.cin[L], wb[L], CoP, bp[L], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0, nullptr};
+    run_conv_bf(j, scratch, true, [&](int n, int yy, const float* row, int) {
+      const float* xr = X.at(n, yy, 0);
+      float* d = yp + ((long)n * H + yy) * W * Co;
+      for (int xx = 0; xx < W; ++xx)
+        for (int c = 0; c < Co; ++c) d[(long)xx * Co + c] = xr[(long)xx * C + c] + row[(long)xx * CoP + c];
+    });
+    return y;
+  }
   const size_t need = pad_size(N, H, W, C) + 2 * pad_size(N, H, W, cmax) + wsz + conv_scratch_size(W, cpmax) + 256;
   if (need > a.cap) g_arena_allocs++;
   a.reset(need);
@@ -634,10 +809,12 @@ at::Tensor net_forward(at::TensorList params, const at::Tensor& x_) {
 // One whole step.  update: p -= lr * grad in place (adapt_step); otherwise the gradients
 // are written to grads_out (OIHW / (Cout,)).  Returns the loss before the update.
 static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const at::Tensor& t_, float lr, bool update,
-                            std::vector<at::Tensor>* grads_out) {
+                            std::vector<at::Tensor>* grads_out, bool bf16) {
   check_nhwc(x_, "x");
   check_nhwc(t_, "target");
   const Net S = net_shape(params);
+  if (bf16) check_bf16_net(S);
+  const int ch = S.cout[0];
   auto x = x_.contiguous();
   auto tg = t_.contiguous();
   const int N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
@@ -659,6 +836,7 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
                               (size_t)9 * S.cin[i] * 2 + 64);
   }
   need += wpk + conv_scratch_size(W, cpmax) + gmax + 2 * (size_t)nth * 16 + 512;
+  if (bf16) need += 2 * pad_size(N, H, W, ch / 2) + wpk / 2 + 64;
   Arena& a = t_arena;
   if (need > a.cap) g_arena_allocs++;
   a.reset(need);
@@ -677,6 +855,27 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
     std::memset(bf[i], 0, S.coutp[i] * sizeof(float));
     std::memcpy(bf[i], params[2 * i + 1].data_ptr<float>(), S.cout[i] * sizeof(float));
   }
+  // bf16 copies: ping-pong activations / gradients, packed weights (fwd and dgrad, layers >= 1)
+  Pad Bf[2] = {{nullptr, N, H, W, ch / 2}, {nullptr, N, H, W, ch / 2}};
+  uint16_t *wfb[NL] = {}, *wdb[NL] = {};
+  if (bf16) {
+    Bf[0].p = a.take(pad_size(N, H, W, ch / 2));
+    Bf[1].p = a.take(pad_size(N, H, W, ch / 2));
+    for (int i = 1; i < NL; ++i) {
+      const float* w = params[2 * i].data_ptr<float>();
+      wfb[i] = reinterpret_cast<uint16_t*>(a.take((size_t)9 * S.cin[i] * S.coutp[i] / 2 + 1));
+      pack_fwd_bf(w, S.cout[i], S.cin[i], S.coutp[i], wfb[i]);
+      if (S.cout[i] % 2 == 0) {
+        wdb[i] = reinterpret_cast<uint16_t*>(a.take((size_t)9 * S.cout[i] * S.cinp[i] / 2 + 1));
+        pack_dgrad_bf(w, S.cout[i], S.cin[i], S.cinp[i], wdb[i]);
+      }
+    }
+    Bf[0].zero_border();
+    Bf[1].zero_border();
+  }
+  const KernelsBf* kb = bf16 ? bf_kernels() : nullptr;
+  PadB b0(Bf[0]), b1(Bf[1]);
+  const PadB* bb[2] = {&b0, &b1};
   float* scratch = a.take(conv_scratch_size(W, cpmax));
   float* gscr = a.take(gmax);
   double* lpart = reinterpret_cast<double*>(a.take((size_t)nth * 16 * 2));
@@ -687,6 +886,19 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
   // ---- forward
   for (int i = 0; i < NL - 1; ++i) {
     Pad& o = A[i + 1];
+    if (bf16) {
+      if (i == 0) {  // 3 input channels: fp32 kernel, output in fp32 and bf16
+        ConvJob j{&A[0], S.cin[0], wf[0], S.cout[0], S.coutp[0], bf[0], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0};
+        run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+          kb->epi_cvt(row, o.at(n, yy, 0), nullptr, true, b0.at(n, yy, 0), (long)W * ch);
+        });
+      } else {
+        ConvJobBf j{bb[(i - 1) & 1], S.cin[i], wfb[i], S.coutp[i], bf[i], 1, o.at(0, 0, 0), o.is(), o.rs(), o.ps,
+                    nullptr, 0, 0, 0, bb[i & 1]};
+        run_conv_bf(j, scratch, false, [](int, int, const float*, int) {});
+      }
+      continue;
+    }
     ConvJob j{&A[i], S.cin[i], wf[i], S.cout[i], S.coutp[i], bf[i], 1, o.at(0, 0, 0), o.is(), o.rs(), o.ps,
               nullptr, 0, 0, 0};
     if (S.coutp[i] == S.cout[i]) {
@@ -708,7 +920,7 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
     const float* tp = tg.data_ptr<float>();
     const int L = NL - 1;
     ConvJob j{&A[L], S.cin[L], wf[L], CoL, CoLP, bf[L], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0};
-    run_conv(j, scratch, true, [&](int n, int yy, const float* row, int tid) {
+    auto l1 = [&](int n, int yy, const float* row, int tid) {
       const float* xr = A[0].at(n, yy, 0);
       const float* tr = tp + ((long)n * H + yy) * W * C;
       float* g = G.at(n, yy, 0);
@@ -722,13 +934,20 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
         for (int c = CoL; c < CoLP; ++c) g[(long)xx * CoLP + c] = 0.f;
       }
       lpart[tid * 8] += s;
-    });
+    };
+    if (bf16) {
+      ConvJobBf jb{bb[(L - 1) & 1], S.cin[L], wfb[L], CoLP, bf[L], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0, nullptr};
+      run_conv_bf(jb, scratch, true, l1);
+    } else {
+      run_conv(j, scratch, true, l1);
+    }
   }
   double ls = 0.0;
   for (int t = 0; t < nth; ++t) ls += lpart[t * 8];
   auto loss = at::scalar_tensor((float)(ls / (double)x.numel()), x.options());
 
   // ---- backward: gy of layer i lives in G (i = 7) or, after dgrad, in A[i+1]
+  int bcur = 0;  // which bf16 buffer holds the current gradient
   const float* gy = G.at(0, 0, 0);
   long gis = G.is(), grs = G.rs(), gps = G.ps;
   for (int i = NL - 1; i >= 0; --i) {
@@ -747,7 +966,21 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
       const int CiP = S.cinp[i];
       ConvJob j{&gin, Co, wd[i], Ci, CiP, nullptr, 2, o.at(0, 0, 0), o.is(), o.rs(), o.ps, o.at(0, 0, 0), o.is(),
                 o.rs(), o.ps};
-      if (CiP == Ci) {
+      if (bf16 && wdb[i]) {
+        // bf16 gradient in, fp32 (masked, in place) + bf16 copy out for the next dgrad
+        ConvJobBf jb{bb[bcur], Co, wdb[i], CiP, nullptr, 2, o.at(0, 0, 0), o.is(), o.rs(), o.ps, o.at(0, 0, 0),
+                     o.is(), o.rs(), o.ps, i > 1 ? bb[bcur ^ 1] : nullptr};
+        run_conv_bf(jb, scratch, false, [](int, int, const float*, int) {});
+        bcur ^= 1;
+      } else if (bf16) {
+        // the last layer's 3-channel gradient: fp32 kernel, masked output in fp32 + bf16
+        j.epi = 0;
+        const PadB* ob = bb[bcur];
+        run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+          float* d = o.at(n, yy, 0);
+          kb->epi_cvt(row, d, d, false, ob->at(n, yy, 0), (long)W * Ci);
+        });
+      } else if (CiP == Ci) {
         run_conv(j, scratch, false, [](int, int, const float*, int) {});
       } else {
         j.epi = 0;
@@ -791,14 +1024,22 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
 
 at::Tensor adapt_step(at::TensorList params, const at::Tensor& x, const at::Tensor& target, const at::Tensor& lr) {
   const float l = lr.item<float>();
-  return step_impl(params, x, target, l, true, nullptr);
+  return step_impl(params, x, target, l, true, nullptr, false);
+}
+
+at::Tensor adapt_step_prec(at::TensorList params, const at::Tensor& x, const at::Tensor& target, const at::Tensor& lr,
+                           std::string precision) {
+  const bool bf16 = want_bf16(precision);
+  const float l = lr.item<float>();
+  return step_impl(params, x, target, l, true, nullptr, bf16);
 }
 
 std::tuple<at::Tensor, std::vector<at::Tensor>> net_grads(at::TensorList params, const at::Tensor& x,
-                                                          const at::Tensor& target) {
+                                                          const at::Tensor& target, std::string precision) {
+  const bool bf16 = want_bf16(precision);
   std::vector<at::Tensor> g;
   for (const auto& p : params) g.push_back(at::empty_like(p));
-  auto loss = step_impl(params, x, target, 0.f, false, &g);
+  auto loss = step_impl(params, x, target, 0.f, false, &g, bf16);
   return {loss, g};
 }
 
@@ -806,6 +1047,8 @@ std::string cpu_isa(std::string request) {
   if (!request.empty()) g_kern.store(pick_named(request));
   return K().name;
 }
+
+bool cpu_has_bf16() { return bf_kernels() != nullptr; }
 
 int64_t cpu_arena_allocs() { return g_arena_allocs.load(); }
 
@@ -821,9 +1064,15 @@ void cpu_release_workspace() {
 
 TORCH_LIBRARY_FRAGMENT(mzsr_fast, m) {
   // whole-net forward x + net(x), NHWC; params [w0, b0, ..., w7, b7]
-  m.def("net_forward(Tensor[] params, Tensor x) -> Tensor");
+  m.def("net_forward(Tensor[] params, Tensor x, str precision=\"fp32\") -> Tensor");
   // loss and gradients [gw0, gb0, ...] of the L1 loss of x + net(x) vs target, no update
-  m.def("net_grads(Tensor[] params, Tensor x, Tensor target) -> (Tensor, Tensor[])");
+  m.def("net_grads(Tensor[] params, Tensor x, Tensor target, str precision=\"fp32\") -> (Tensor, Tensor[])");
+  // adapt_step with a precision: "fp32" (= adapt_step) or "bf16" (bf16 operands and fp32
+  // accumulation in the forward and input-gradient convs of layers 1..7; weight gradients,
+  // master weights and the update stay fp32)
+  m.def("adapt_step_prec(Tensor(a!)[] params, Tensor x, Tensor target, Tensor lr, str precision) -> Tensor");
+  // does this CPU run precision="bf16" (AVX512_BF16)?
+  m.def("cpu_has_bf16() -> bool", &mzsr_cpu::cpu_has_bf16);
   // CPU kernel variant: "" queries, "avx512" / "avx2" / "scalar" / "best" selects
   m.def("cpu_isa(str request) -> str", &mzsr_cpu::cpu_isa);
   // number of times a per-thread arena grew (allocation accounting for tests)
@@ -841,4 +1090,5 @@ TORCH_LIBRARY_IMPL(mzsr_fast, CPU, m) {
   m.impl("adapt_step", &mzsr_cpu::adapt_step);
   m.impl("net_forward", &mzsr_cpu::net_forward);
   m.impl("net_grads", &mzsr_cpu::net_grads);
+  m.impl("adapt_step_prec", &mzsr_cpu::adapt_step_prec);
 }
