@@ -2,8 +2,8 @@
 // TF32 or bf16 operands and fp32 accumulation, same semantics and epilogue as the fp32
 // SIMT kernel (conv3x3_simt.cu).
 //
-// Block tile: 128 pixels x 64 output channels, K step 16 channels of one tap; 8 warps in
-// 4 x 2, each 32 x 32 (2 x 2 fragments of 16 x 16).  128 pixels per block halves the L2
+// Block tile: 128 pixels x 64 output channels, K step 16 channels of one tap; 4 warps in
+// 2 x 2, each 64 x 32 (4 x 2 fragments of 16 x 16: 6 fragment loads per 8 MMAs).  128 pixels per block halves the L2
 // traffic of the weights (re-read by every block) against a 64-pixel tile.  Global -> register -> shared staging
 // with double-buffered shared memory (one __syncthreads per K step): the loads of step
 // t+1 are in flight while step t computes.  Operands are converted to tf32 / bf16 when
@@ -14,8 +14,10 @@
 
 namespace mzsr {
 
-constexpr int kThreads = 256;
 constexpr int BM = 128, BN = 64, BK = 16;
+constexpr int WARPS_M = 2, WARPS_N = 2;                       // warp grid
+constexpr int FM = BM / WARPS_M / 16, FN = BN / WARPS_N / 16;  // 16x16 fragments per warp
+constexpr int kThreads = 32 * WARPS_M * WARPS_N;
 
 template <typename T>
 struct ConvTcSmem {
@@ -42,7 +44,7 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
 
   const int tid = threadIdx.x;
   const int warp = tid / 32;
-  const int wm = warp / 2, wn = warp % 2;  // warp tile (wm*32, wn*32), wm in 0..3
+  const int wm = warp / WARPS_N, wn = warp % WARPS_N;  // warp tile at (wm * FM * 16, wn * FN * 16)
   const int P = p.N * p.H * p.W;
   const int m0 = blockIdx.x * BM;
   const int n0 = blockIdx.y * BN;
@@ -84,11 +86,11 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
     for (int r = 0; r < B_R; ++r) store4<T>(b + (b_row + B_STRIDE * r) * LDB + b_c4 * 4, rb[r]);
   };
 
-  wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float> acc[2][2];
+  wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float> acc[FM][FN];
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < FM; ++i)
 #pragma unroll
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+    for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
   load_tile(0);
   store_tile(0);
@@ -100,16 +102,16 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
     const T* b = Bs(cur);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += Tr::kK) {
-      wmma::fragment<wmma::matrix_a, 16, 16, Tr::kK, typename Tr::Prec, wmma::row_major> fa[2];
-      wmma::fragment<wmma::matrix_b, 16, 16, Tr::kK, typename Tr::Prec, wmma::row_major> fb[2];
+      wmma::fragment<wmma::matrix_a, 16, 16, Tr::kK, typename Tr::Prec, wmma::row_major> fa[FM];
+      wmma::fragment<wmma::matrix_b, 16, 16, Tr::kK, typename Tr::Prec, wmma::row_major> fb[FN];
 #pragma unroll
-      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], a + (wm * 32 + i * 16) * LDA + kk, LDA);
+      for (int i = 0; i < FM; ++i) wmma::load_matrix_sync(fa[i], a + (wm * FM * 16 + i * 16) * LDA + kk, LDA);
 #pragma unroll
-      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], b + kk * LDB + wn * 32 + j * 16, LDB);
+      for (int j = 0; j < FN; ++j) wmma::load_matrix_sync(fb[j], b + kk * LDB + wn * FN * 16 + j * 16, LDB);
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
+      for (int i = 0; i < FM; ++i)
 #pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+        for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
     if (t + 1 < T_STEPS) store_tile(cur ^ 1);
     __syncthreads();
@@ -117,10 +119,11 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
 
   // ---- epilogue through shared memory (the operand buffers are free after the last sync)
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < FM; ++i)
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
-      wmma::store_matrix_sync(Cs + (wm * 32 + i * 16) * LDC + wn * 32 + j * 16, acc[i][j], LDC, wmma::mem_row_major);
+    for (int j = 0; j < FN; ++j)
+      wmma::store_matrix_sync(Cs + (wm * FM * 16 + i * 16) * LDC + wn * FN * 16 + j * 16, acc[i][j], LDC,
+                              wmma::mem_row_major);
   __syncthreads();
   const int c4 = tid % (BN / 4);
   const int co = n0 + c4 * 4;
@@ -161,12 +164,12 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 2) mzsr_conv3x3_fwd_tc_nhwc(Conv3x3Params p) {
+__global__ void __launch_bounds__(kThreads, 3) mzsr_conv3x3_fwd_tc_nhwc(Conv3x3Params p) {
   conv3x3_tc_body<T>(p);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 2) mzsr_conv3x3_dgrad_tc_nhwc(Conv3x3Params p) {
+__global__ void __launch_bounds__(kThreads, 3) mzsr_conv3x3_dgrad_tc_nhwc(Conv3x3Params p) {
   conv3x3_tc_body<T>(p);
 }
 
