@@ -391,15 +391,20 @@ def mzsr_l1_loss_reduce(PART, n, OUT, out_idx, inv_numel, BLOCK: tl.constexpr):
 
 
 # ============================================================================ configs
-# Configs are (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages).  Only the hot 64->64
+# Configs are (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); the first of each list is
+# the default when autotuning is off (MZSR_TRITON_AUTOTUNE=0).  Only the hot 64->64
 # layers in tf32/bf16 are autotuned, with a handful of Hopper candidates (the GPU check
 # has minutes, not hours); every other variant has one fixed config.  The fixed configs
 # are chosen so every tl.dot dimension is >= 16 (the 3-channel layers pad K 27 -> 32 and
 # N 3 -> 16 by masking).  Not yet measured on a GPU (no GPU on the dev machine,
 # 2026-11-26): the candidates follow the usual Hopper GEMM shapes for K=576, N=64.
+
 #: Tile sizes under the interpreter (CPU tests).  Bigger tiles are nearly free there (numpy
-#: ops) while every program and loop iteration costs Python time; tests shrink them (BM 16,
-#: BK 32, CHUNK 32) to exercise several tiles, K blocks within a tap, and partial tails.
+#: ops) while every program and loop iteration costs Python time: BK 1024 puts the whole
+#: flattened K (9 x 64 = 576) in one block (one step of the backend took 4.4 s of CPU with
+#: BK 32 and 1.6 s with BK 1024 on the shared dev machine, 2026-11-26).  The kernel tests
+#: shrink them (BM 16, BK 32, CHUNK 32) to exercise several tiles, K blocks inside a tap,
+#: and partial tails.
 INTERP = {"BM": 64, "BK": 1024, "CHUNK": 128}
 
 _TUNE = {
@@ -410,7 +415,7 @@ _TUNE = {
     # registers with 16-byte vectors instead (sm_90 PTX inspected, 2026-11-26).  Both kinds
     # are candidates; the autotuner measures.
     ("wgrad", 1): [(128, 64, 64, 4, 1), (128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (128, 64, 64, 4, 3)],
-    ("wgrad", 2): [(64, 64, 64, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3)],
+    ("wgrad", 2): [(128, 64, 64, 4, 3), (64, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3)],
 }
 _TUNE[("dgrad", 1)] = _TUNE[("fwd", 1)]
 _TUNE[("dgrad", 2)] = _TUNE[("fwd", 2)]
@@ -435,6 +440,11 @@ def _fixed_config(kind: str, c_in: int, c_out: int, mode: int) -> tuple[int, int
     return 128, bn, bk, 4, 3 if tap_mode else 2
 
 
+def _autotune_enabled() -> bool:
+    """``MZSR_TRITON_AUTOTUNE=0`` uses the first candidate of each list (no tuning runs)."""
+    return os.environ.get("MZSR_TRITON_AUTOTUNE", "1") != "0"
+
+
 def _tunable(kind: str, c_in: int, c_out: int, mode: int) -> bool:
     return (not interpreting()) and mode in (1, 2) and c_in == 64 and c_out == 64 and (kind, mode) in _TUNE
 
@@ -450,16 +460,22 @@ def _tuned(kind: str, mode: int, fn_name: str):
 
 
 def _m_bucket(m: int) -> int:
-    """Autotune key of a pixel count: the next power of two (>= 4096), so one image size
-    class is tuned once."""
-    return max(4096, 1 << max(0, (m - 1).bit_length()))
+    """Autotune key of a pixel count: the next power of four (>= 4096), so one image size
+    class (64^2, 128^2, 256^2, ...) is tuned once."""
+    b = 4096
+    while b < m:
+        b *= 4
+    return b
 
 
 def _launch(kind: str, fn, grid_fn, c_in: int, c_out: int, mode: int, *args, **kw):
-    if _tunable(kind, c_in, c_out, mode):
+    if _tunable(kind, c_in, c_out, mode) and _autotune_enabled():
         _tuned(kind, mode, fn.__name__)[grid_fn](*args, **kw)
     else:
-        bm, bn, bk, nw, ns = _fixed_config(kind, c_in, c_out, mode)
+        if _tunable(kind, c_in, c_out, mode):
+            bm, bn, bk, nw, ns = _TUNE[(kind, mode)][0]
+        else:
+            bm, bn, bk, nw, ns = _fixed_config(kind, c_in, c_out, mode)
         meta = {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}
         fn[grid_fn(meta)](*args, **kw, **meta, num_warps=nw, num_stages=ns)
 
