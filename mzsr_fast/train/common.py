@@ -38,7 +38,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ckpt-every", type=int, default=200, help="checkpoint every N steps [%(default)s]")
     g.add_argument("--ckpt-every-s", type=float, default=300.0, help="... and at least every N seconds [%(default)s]")
     g.add_argument("--log-every", type=int, default=10, help="JSONL train record every N steps [%(default)s]")
-    g.add_argument("--plot-every", type=int, default=500, help="redraw plot.png every N steps [%(default)s]")
+    g.add_argument("--plot-every", type=int, default=500, help="redraw plot.png every N steps (0 = no plot) [%(default)s]")
     g.add_argument("--no-bar", action="store_true", help="no tqdm progress bar")
     g.add_argument("--channels-last", action="store_true", help="channels_last tensors (faster on GPU)")
     g.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype for forward/backward")

@@ -73,7 +73,8 @@ def plot_log(log_path, png_path=None, *, smooth: int = 50) -> Path:
         a1.set_yscale("log")
     a1.set_xlabel("step")
     a1.set_ylabel("L1 loss")
-    a1.legend()
+    if train:
+        a1.legend()
     a1.grid(alpha=0.3)
     if val:
         steps = sorted(val)
@@ -83,7 +84,8 @@ def plot_log(log_path, png_path=None, *, smooth: int = 50) -> Path:
     a2.set_xlabel("step")
     a2.set_ylabel("Y-PSNR (dB)")
     a2.set_title("validation")
-    a2.legend()
+    if val:
+        a2.legend()
     a2.grid(alpha=0.3)
     fig.tight_layout()
     tmp = png.with_name(f".{png.name}.tmp{os.getpid()}.png")

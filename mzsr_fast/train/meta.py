@@ -228,6 +228,8 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--first-order", action="store_true", help="first-order MAML for all iterations")
     g.add_argument("--first-order-steps", type=int, default=0,
                    help="first-order for the first N iterations, then second order [%(default)s]")
+    g.add_argument("--first-order-time", type=float, default=0.0,
+                   help="first-order for the first S seconds of this process, then second order [%(default)s]")
     g.add_argument("--no-multi-step", action="store_true", help="outer loss on the last inner step only")
     g.add_argument("--anneal-iters", type=int, default=10_000,
                    help="multi-step loss weights anneal toward the last step over N iterations [%(default)s]")
@@ -334,7 +336,8 @@ def run(args, *, images=None, sampler=None) -> dict:
             beta = args.beta * (0.5 ** (step // args.beta_halve_every) if args.beta_halve_every else 1.0)
             for gr in opt.param_groups:
                 gr["lr"] = beta
-            first_order = bool(args.first_order) or step < args.first_order_steps
+            first_order = (bool(args.first_order) or step < args.first_order_steps
+                           or timer.session() < getattr(args, "first_order_time", 0.0))
             w = msl_weights(args.inner_steps, step, args.anneal_iters, not args.no_multi_step)
             tasks = [_to(t, dev, args) for t in _tasks_for(step, mine, sampler, args)]
             pre = None
@@ -381,7 +384,7 @@ def run(args, *, images=None, sampler=None) -> dict:
                     best = {**res, "step": step, "key": key}
                     export_weights(out / "best.safetensors", params, steps=step, train_time_s=round(timer.total(), 1),
                                    val_setting=val_setting, **{f"val_{k}": round(v, 3) for k, v in res.items()}, **meta)
-            if info.main and step % args.plot_every == 0:
+            if info.main and args.plot_every > 0 and step % args.plot_every == 0:
                 try:
                     plot_log(out / "log.jsonl")
                 except Exception as e:  # noqa: BLE001 - a plot must never stop training
@@ -402,7 +405,7 @@ def run(args, *, images=None, sampler=None) -> dict:
     finally:
         bar.close()
         log.close()
-    if info.main:
+    if info.main and args.plot_every > 0:
         try:
             plot_log(out / "log.jsonl")
         except Exception:  # noqa: BLE001

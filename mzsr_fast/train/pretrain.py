@@ -11,6 +11,7 @@ Run folder: ``ckpt.pt`` (atomic, resumable), ``log.jsonl``, ``plot.png``,
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,8 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--lr-halve-every", type=int, default=100_000, help="[%(default)s]")
     g.add_argument("--lr-min", type=float, default=1e-4, help="floor of the halving schedule [%(default)s]")
     g.add_argument("--steps", type=int, default=500_000, help="total steps [%(default)s]")
+    g.add_argument("--lr-by-time", action="store_true",
+                   help="cosine decay from --lr to --lr-min over --time-budget instead of step halving")
     add_common_args(p)
     return p
 
@@ -61,7 +64,7 @@ def _load_init(args, dev):
     return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
 
 
-def run(args, *, images=None) -> dict:
+def run(args, *, images=None, sampler=None) -> dict:
     """Train per ``args`` (see :func:`add_args`).  ``images`` (list of ``(3, H, W) uint8``)
     overrides ``--data`` (tests).  Returns ``{"step", "best", "params"}``."""
     dev = setup_torch(args)
@@ -86,9 +89,10 @@ def run(args, *, images=None) -> dict:
     elif args.resume:
         print(f"[pretrain] --resume: no checkpoint in {out}, starting fresh", file=sys.stderr)
 
-    if images is None:
-        images = load_folder(args.data, min_side=args.patch)
-    sampler = PatchSampler(images, flat_threshold=args.flat_threshold)
+    if sampler is None:
+        if images is None:
+            images = load_folder(args.data, min_side=args.patch)
+        sampler = PatchSampler(images, flat_threshold=args.flat_threshold)
     valset = None
     if args.val_every and args.val_data:
         from .validate import load_valset
@@ -115,7 +119,11 @@ def run(args, *, images=None) -> dict:
     t_log, n_log = time.perf_counter(), 0
     try:
         while step < args.steps:
-            lr = lr_at(step, args.lr, args.lr_halve_every, args.lr_min)
+            if getattr(args, "lr_by_time", False) and args.time_budget:
+                frac = min(1.0, timer.session() / args.time_budget)
+                lr = args.lr_min + (args.lr - args.lr_min) * 0.5 * (1 + math.cos(math.pi * frac))
+            else:
+                lr = lr_at(step, args.lr, args.lr_halve_every, args.lr_min)
             for gr in opt.param_groups:
                 gr["lr"] = lr
             rng = step_rng(args.seed, step)
@@ -146,7 +154,7 @@ def run(args, *, images=None) -> dict:
                     best = {**res, "step": step, "key": key}
                     export_weights(out / "best.safetensors", params, steps=step, train_time_s=round(timer.total(), 1),
                                    val_setting=val_setting, **{f"val_{k}": round(v, 3) for k, v in res.items()}, **meta)
-            if step % args.plot_every == 0:
+            if args.plot_every > 0 and step % args.plot_every == 0:
                 try:
                     plot_log(out / "log.jsonl")
                 except Exception as e:  # noqa: BLE001 - a plot must never stop training
@@ -162,10 +170,11 @@ def run(args, *, images=None) -> dict:
     finally:
         bar.close()
         log.close()
-    try:
-        plot_log(out / "log.jsonl")
-    except Exception:  # noqa: BLE001
-        pass
+    if args.plot_every > 0:
+        try:
+            plot_log(out / "log.jsonl")
+        except Exception:  # noqa: BLE001
+            pass
     return {"step": step, "best": best, "params": {k: v.detach() for k, v in params.items()}}
 
 
