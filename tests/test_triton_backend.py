@@ -145,7 +145,11 @@ def test_errors():
 # errors ||a - b|| / ||b||: triton at that precision vs the cuDNN reference in fp32 (TF32
 # off), 10 steps of the default schedule.  Relative L2 rather than max-abs: at 512x512x3
 # outputs the max of the TF32/bf16 rounding errors says little.
-GPU_PREC = [("fp32", 1e-4, 1e-3), ("tf32", 3e-3, 3e-2), ("bf16", 3e-2, 1.5e-1)]
+# Sensitivity measured on CPU (reference backend, 64x64, default schedule, 2026-11-26): a
+# 1e-3 relative perturbation of the initial weights moves the losses by 0.2% and the
+# updates by 0.8% (relative L2, worst tensor); 4e-3 -> 0.9% and 2.9%.  TF32 (2^-11) and
+# bf16 (2^-8 operands, bf16 activations) tolerances leave room above that.
+GPU_PREC = [("fp32", 1e-4, 1e-3), ("tf32", 3e-3, 3e-2), ("bf16", 5e-2, 2.5e-1)]
 
 
 def _rel(name, got, want, tol):
