@@ -2,7 +2,9 @@
 // and the cuda_* ops of csrc/cuda/cuda_ops.cpp for CUDA tensors.  Checks shapes, dtypes,
 // contiguity and devices, allocates outputs and workspaces through the caching allocator
 // (so CUDA-graph capture works), launches on the current stream and checks every launch.
-// NVTX ranges: mzsr/cuda/<op> (and mzsr/cuda/layer<i>/{fwd,wgrad,dgrad} inside net ops).
+// NVTX ranges: mzsr/cuda/<op>; inside the step ops mzsr/adapt/step<i>/{pack,fwd,loss,bwd,update}
+// with per-layer children fwd/layer<i>, bwd/layer<i>/{wgrad,dgrad} (eager runs; a CUDA graph
+// replay shows none).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
@@ -11,7 +13,6 @@
 #include <torch/library.h>
 
 #include <climits>
-#include <cstdio>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -25,6 +26,7 @@ namespace {
 class NvtxRange {
  public:
   explicit NvtxRange(const char* name) { nvtxRangePushA(name); }
+  explicit NvtxRange(const std::string& name) { nvtxRangePushA(name.c_str()); }
   ~NvtxRange() { nvtxRangePop(); }
   NvtxRange(const NvtxRange&) = delete;
   NvtxRange& operator=(const NvtxRange&) = delete;
@@ -252,21 +254,17 @@ Net unpack_net(at::TensorList params, const at::Tensor& x) {
   return net;
 }
 
-char* layer_name(char* buf, size_t n, size_t layer, const char* what) {
-  std::snprintf(buf, n, "mzsr/cuda/layer%zu/%s", layer, what);
-  return buf;
-}
+std::string layer_name(const std::string& prefix, size_t layer) { return prefix + "/layer" + std::to_string(layer); }
 
 // acts[0] = x, acts[i+1] = layer i output, acts[L] = x + net(x).  keep = false keeps
 // only the last (forward-only use frees the others as it goes).
 std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, MzsrPrecision prec, bool keep,
-                                         const std::vector<at::Tensor>& wfwd) {
+                                         const std::vector<at::Tensor>& wfwd, const std::string& prefix) {
   const size_t L = net.layers();
   std::vector<at::Tensor> acts{x};
   at::Tensor h = x;
-  char name[64];
   for (size_t i = 0; i < L; ++i) {
-    NvtxRange r(layer_name(name, sizeof(name), i, "fwd"));
+    NvtxRange r(layer_name(prefix, i));
     const bool last = i + 1 == L;
     h = run_conv(h, wfwd[i], net.w[i].size(0), fptr(net.b[i]), nullptr, last ? &x : nullptr, !last, prec,
                  Conv3x3Op::kFwd);
@@ -275,34 +273,34 @@ std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, Mz
   return acts;
 }
 
-// gradients in params order; *loss_out (device float) = the loss
+// gradients in params order; *loss_out (device float) = the loss.  NVTX ranges
+// <prefix>/{pack,fwd,fwd/layer<i>,loss,bwd,bwd/layer<i>/{wgrad,dgrad}}.
 std::vector<at::Tensor> net_grads_impl(const Net& net, const at::Tensor& x, const at::Tensor& target,
-                                       MzsrPrecision prec, float* loss_out) {
+                                       MzsrPrecision prec, float* loss_out, const std::string& prefix) {
   const size_t L = net.layers();
   std::vector<at::Tensor> wfwd, wdg;
   {
-    NvtxRange r("mzsr/cuda/pack_weights");
+    NvtxRange r(prefix + "/pack");
     std::vector<bool> want_dg(L, true);
     want_dg[0] = false;  // no input gradient of the first layer
     pack_weights(net.w, std::vector<bool>(L, true), want_dg, &wfwd, &wdg);
   }
   std::vector<at::Tensor> acts;
   {
-    NvtxRange r("mzsr/cuda/fwd");
-    acts = net_forward_acts(net, x, prec, true, wfwd);
+    NvtxRange r(prefix + "/fwd");
+    acts = net_forward_acts(net, x, prec, true, wfwd, prefix + "/fwd");
   }
   at::Tensor g;
   {
-    NvtxRange r("mzsr/cuda/l1_loss_grad");
+    NvtxRange r(prefix + "/loss");
     g = run_l1(acts[L], target, loss_out);
   }
   std::vector<at::Tensor> grads(net.has_bias ? 2 * L : L);
-  NvtxRange rb("mzsr/cuda/bwd");
-  char name[64];
+  NvtxRange rb(prefix + "/bwd");
   for (size_t ii = L; ii-- > 0;) {
     at::Tensor gw, gb;
     {
-      NvtxRange r(layer_name(name, sizeof(name), ii, "wgrad"));
+      NvtxRange r(layer_name(prefix + "/bwd", ii) + "/wgrad");
       std::tie(gw, gb) = run_wgrad(acts[ii], g, prec);
     }
     if (net.has_bias) {
@@ -312,7 +310,7 @@ std::vector<at::Tensor> net_grads_impl(const Net& net, const at::Tensor& x, cons
       grads[ii] = gw;
     }
     if (ii > 0) {
-      NvtxRange r(layer_name(name, sizeof(name), ii, "dgrad"));
+      NvtxRange r(layer_name(prefix + "/bwd", ii) + "/dgrad");
       g = run_conv(g, wdg[ii], net.w[ii].size(1), nullptr, &acts[ii], nullptr, false, prec, Conv3x3Op::kDgrad);
     }
   }
@@ -376,7 +374,7 @@ at::Tensor net_forward_p(at::TensorList params, const at::Tensor& x, MzsrPrecisi
   const Net net = unpack_net(params, x);
   std::vector<at::Tensor> wfwd, wdg;
   pack_weights(net.w, std::vector<bool>(net.layers(), true), std::vector<bool>(net.layers(), false), &wfwd, &wdg);
-  return net_forward_acts(net, x, prec, false, wfwd).back();
+  return net_forward_acts(net, x, prec, false, wfwd, "mzsr/cuda/net_forward").back();
 }
 
 void check_target(const at::Tensor& target, const at::Tensor& x) {
@@ -391,7 +389,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> net_grads_p(at::TensorList param
   check_target(target, x);
   const Net net = unpack_net(params, x);
   at::Tensor loss = at::empty({}, x.options());
-  auto grads = net_grads_impl(net, x, target, prec, loss.data_ptr<float>());
+  auto grads = net_grads_impl(net, x, target, prec, loss.data_ptr<float>(), "mzsr/cuda/net_grads");
   return {loss, grads};
 }
 
@@ -407,12 +405,11 @@ at::Tensor adapt_p(at::TensorList params, const at::Tensor& x, const at::Tensor&
   const int64_t k = lrs.numel();
   at::Tensor losses = scalar_loss ? at::empty({}, x.options()) : at::empty({k}, x.options());
   const std::vector<at::Tensor> plist = flat_params(net);
-  char name[64];
   for (int64_t i = 0; i < k; ++i) {
-    std::snprintf(name, sizeof(name), "mzsr/cuda/adapt/step%lld", static_cast<long long>(i));
-    NvtxRange r(name);
-    auto grads = net_grads_impl(net, x, target, prec, losses.data_ptr<float>() + i);
-    NvtxRange ru("mzsr/cuda/sgd_update");
+    const std::string step = "mzsr/adapt/step" + std::to_string(i);
+    NvtxRange r(step);
+    auto grads = net_grads_impl(net, x, target, prec, losses.data_ptr<float>() + i, step);
+    NvtxRange ru(step + "/update");
     run_sgd(plist, grads, lrs.data_ptr<float>() + i);
   }
   return losses;
