@@ -342,7 +342,8 @@ class TritonBackend(Backend):
         if graph is None:
             graph = self._capture(lambda: self._run_forward(fp, self._p), warm=lambda: self._run_forward(fp, self._p))
             self._fgraphs[key] = graph
-        graph.replay()
+        with nvtx.range("mzsr/upscale/graph"):
+            graph.replay()
         return fp.y.permute(0, 3, 1, 2).contiguous()
 
     def grads(self, x, target):
@@ -409,7 +410,8 @@ class TritonBackend(Backend):
         if sched_key != last:  # the usual case repeats one schedule: skip the H2D copy
             lrs.copy_(sched)
             ent[3] = sched_key
-        graph.replay()
+        with nvtx.range(f"mzsr/adapt/graph_k{k}"):
+            graph.replay()
         return losses.clone()
 
     def _capture(self, body, warm) -> "torch.cuda.CUDAGraph":
