@@ -453,7 +453,7 @@ class _Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            self.losses.append(float(loss.detach()))
+            self.losses.append(loss.detach())  # a tensor: no device sync per iteration
             if cfg.run_test and it % cfg.run_test_every == 0:
                 self.quick_test(it)
             new_lr = lr_policy(it, self.lr, self.mse_steps, self.mse_rec, self.lr_changes[-1], cfg)
@@ -465,10 +465,11 @@ class _Trainer:
             if pbar is not None:
                 pbar.update(1)
                 if it % 20 == 0:
-                    pbar.set_postfix(lr=f"{self.lr:.0e}", loss=f"{self.losses[-1]:.4f}",
+                    pbar.set_postfix(lr=f"{self.lr:.0e}", loss=f"{float(self.losses[-1]):.4f}",
                                      rec_mse=f"{self.mse_rec[-1]:.2e}" if self.mse_rec else "-")
             if self.lr < cfg.min_learning_rate:
                 break
+        self.losses = torch.stack(self.losses).tolist() if self.losses else []
         return it + 1
 
 

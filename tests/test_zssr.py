@@ -289,6 +289,20 @@ def test_short_run_is_aligned(short_run):
     assert best == (0, 0) and ps[(0, 0)] > sorted(ps.values())[-2] + 1.0, ps
 
 
+@pytest.mark.gpu
+def test_short_run_cuda(short_run):
+    """The same short run on CUDA: beats bicubic by the same margin and is aligned."""
+    hr, lr, k, sr_cpu, _ = short_run
+    sr, info = zssr.zssr_upscale(lr, 2, k, ZSSRConfig(max_iters=40, crop_size=48), device="cuda", progress=False,
+                                 seed=0, return_info=True)
+    assert info["device"].startswith("cuda") and sr.shape == sr_cpu.shape
+    p, p_cpu, p_bic = (metrics.psnr_y(x, hr, 2) for x in (sr, sr_cpu, imresize(lr, 2)))
+    print(f"ZSSR(40 it) cuda {p:.2f} dB, cpu {p_cpu:.2f} dB, bicubic {p_bic:.2f} dB")
+    assert p > p_bic + 3.0 and abs(p - p_cpu) < 1.0
+    ps = {(dy, dx): metrics.psnr_y(np.roll(sr, (dy, dx), axis=(0, 1)), hr, 3) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    assert max(ps, key=ps.get) == (0, 0), ps
+
+
 def test_same_seed_same_output_and_kinds():
     cfg = ZSSRConfig(max_iters=3, crop_size=16, back_projection_iters=1)
     rng = np.random.default_rng(0)
