@@ -116,7 +116,10 @@ def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
         m = row["methods"][f"mzsr{k}"]
         print(f"  {path.name}: MZSR({k}) {m['psnr']:.2f} dB {m['seconds']:.3f} s", flush=True)
 
-    if not a.no_zssr:
+    if a.reused_zssr and path.name in a.reused_zssr:
+        row["methods"]["zssr"] = dict(a.reused_zssr[path.name], reused=True)
+        print(f"  {path.name}: ZSSR reused {row['methods']['zssr']['psnr']:.2f} dB", flush=True)
+    elif not a.no_zssr:
         _sync(a.device)
         t = time.perf_counter()
         sr, info = zssr_upscale(lr, scale=s, kernel=kernel, config=zcfg, device=a.device, progress=a.progress,
@@ -174,13 +177,20 @@ def write_md(res: dict, stem: Path) -> None:
         + ("" if n_done == n_all else f"; the run covers a subset of {res['set_name']}") + ". "
         f"LR = `degrade(HR, k, {o['scale']}, {res['subsampling']})` of the setting; PSNR/SSIM on Y, shave {o['scale']}.",
         "",
-        f"ZSSR: `mzsr_fast.zssr_upscale`, preset `{o['zssr_preset']}`, max {o['zssr_max_iters']} iterations, "
+        f"ZSSR: `mzsr_fast.zssr_upscale`, preset `{res.get('zssr_preset', o['zssr_preset'])}`, "
+        f"max {res['zssr_config']['max_iters']} iterations, "
         f"self-ensemble {'on' if res['zssr_config']['output_flip'] else 'off'}, "
         f"{res['zssr_config']['back_projection_iters']} back-projection rounds, seed {o['seed']}, one run per image. "
         f"MZSR(k): `adapt_and_upscale`, k steps, weights `{res.get('mzsr_weights')}`, backend "
         f"`{res.get('mzsr_backend')}`, median of {o['repeat']} warm calls.",
         "",
         "Command: `" + res["command"] + "`",
+    ]
+    if res.get("zssr_reused_from"):
+        z = res["zssr_reused_from"]
+        lines += ["", f"The ZSSR rows are reused from `{z['file']}` (started {z['started_utc']} UTC, same script, "
+                  f"{z['threads']} threads, machine {z['cpu']}); bicubic and MZSR were measured in this run."]
+    lines += [
         "",
         "| method | PSNR (dB) | SSIM | seconds / image | paper PSNR/SSIM |",
         "|---|---|---|---|---|",
@@ -272,6 +282,8 @@ def main(argv=None) -> int:
     ap.add_argument("--zssr-preset", default="default", choices=ZSSRConfig.PRESETS)
     ap.add_argument("--zssr-max-iters", type=int, default=3000)
     ap.add_argument("--no-zssr", action="store_true", help="skip ZSSR (MZSR/bicubic only)")
+    ap.add_argument("--reuse-zssr-from", default=None,
+                    help="take the ZSSR rows of matching images from an earlier report JSON (stated in the report)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", action="store_true", help="ZSSR progress bars")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
@@ -288,6 +300,14 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     a.steps = [int(x) for x in a.steps.split(",") if x.strip()]
+    a.reused_zssr, reused_meta = {}, None
+    if a.reuse_zssr_from:
+        old = json.loads(Path(a.reuse_zssr_from).read_text())
+        a.reused_zssr = {r["image"]: r["methods"]["zssr"] for r in old["rows"] if "zssr" in r["methods"]}
+        reused_meta = {"file": Path(a.reuse_zssr_from).name, "started_utc": old["started_utc"],
+                       "threads": old["options"]["threads"], "cpu": old["machine"].get("cpu"),
+                       "zssr_config": old["zssr_config"],
+                       "zssr_preset": old.get("zssr_preset", old["options"]["zssr_preset"])}
     kernel, sub = get_setting(a.setting)
     zcfg = ZSSRConfig.preset(a.zssr_preset, max_iters=a.zssr_max_iters, subsampling=sub)
     hr_dir = Path(a.hr_dir)
@@ -303,13 +323,18 @@ def main(argv=None) -> int:
     res = {
         "setting": a.setting, "subsampling": sub, "set_name": hr_dir.name,
         "images_planned": [p.name for p in files],
-        "options": {k: v for k, v in vars(a).items() if k != "from_json"} | {"threads": torch.get_num_threads()},
+        "options": {k: v for k, v in vars(a).items() if k not in ("from_json", "reused_zssr")}
+        | {"threads": torch.get_num_threads()},
         "zssr_config": zcfg.__dict__ | {},
         "machine": machine_info(),
         "started_utc": f"{date:%Y-%m-%d %H:%M}", "finished_utc": None,
         "command": "python benchmarks/report_vs_zssr.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "rows": [],
     }
+    if reused_meta:
+        res["zssr_reused_from"] = reused_meta
+        res["zssr_config"] = reused_meta["zssr_config"]
+        res["zssr_preset"] = reused_meta["zssr_preset"]
     print(f"{a.setting} on {len(files)} images of {hr_dir} -> {stem}.*", flush=True)
     for p in files:
         row = run_image(p, kernel, sub, a, zcfg)
