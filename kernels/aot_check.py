@@ -55,6 +55,13 @@ def _variants(K, quick: bool):
                 cx = dict(C_IN=cin, C_OUT=cout, MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 out.append((f"wgrad {cin}->{cout} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}",
                             K.mzsr_conv3x3_wgrad_partial_nhwc, types, cx, ["X", "GY", "WS"], nw, ns))
+        for cin, cout in [(64, 64), (64, 3)]:
+            types = dict(X=adt, GY=adt, WS="*fp32", M="i32", H="i32", W="i32", CHUNK="i32", P_STRIDE="i32", M_BUCKET="i32")
+            cfgs = K._TUNE[("wgrad3", mode)] if K._tunable("wgrad3", cin, cout, mode) else [K._fixed_config("wgrad3", cin, cout, mode)]
+            for bm, bn, bk, nw, ns in cfgs:
+                cx = dict(C_IN=cin, C_OUT=cout, MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                out.append((f"wgrad3 {cin}->{cout} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}",
+                            K.mzsr_conv3x3_wgrad_row3_partial_nhwc, types, cx, ["X", "GY", "WS"], nw, ns))
     rtypes = dict(WS="*fp32", S="i32", P="i32", P_STRIDE="i32", G="*fp32", PARAM="*fp32", PARAM_T="*fp32",
                   CIN="i32", COUT="i32", LR="*fp32", lr_idx="i32")
     for tdt in ("*fp32", "*bf16"):
@@ -69,6 +76,7 @@ def _variants(K, quick: bool):
     if quick:
         keep = ("fwd-relu 64->64 mode1 128x64x32", "fwd-relu 64->64 mode2 128x64x64 w4", "fwd-l1 64->3 mode1",
                 "dgrad 64->64 mode1 128x64x64 w4", "wgrad 64->64 mode1 128x64x64 w4 s1", "wgrad 64->64 mode2 128x64x64 w4",
+                "wgrad3 64->64 mode1 128x64x64 w8 s1", "wgrad3 64->64 mode2 128x64x64 w8 s3", "wgrad 3->64 mode1",
                 "reduce+sgd T=*bf16")
         out = [v for v in out if any(v[0].startswith(k) for k in keep)]
     return out

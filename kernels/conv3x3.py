@@ -340,6 +340,60 @@ def mzsr_conv3x3_wgrad_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
         tl.store(ws_row + 9 * C_IN * C_OUT + offs_n, gb, mask=n_ok)
 
 
+@triton.jit(do_not_specialize=_NO_SPEC_WGRAD)
+def mzsr_conv3x3_wgrad_row3_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
+                                         C_IN: tl.constexpr, C_OUT: tl.constexpr, MODE: tl.constexpr, M_BUCKET,
+                                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Like :func:`mzsr_conv3x3_wgrad_partial_nhwc` (C_IN % BLOCK_K == 0 only), but one
+    program computes a whole kernel row: the three taps dx = -1, 0, 1 of row
+    ``dy = pid_k // (C_IN // BLOCK_K) - 1`` for channels block ``pid_k % (C_IN // BLOCK_K)``.
+    Each gy tile is loaded once for three dots instead of once per tap (a third of the gy
+    traffic), and the three x tiles, one pixel apart, overlap (L1 hits when loaded
+    through registers).  Three fp32 accumulators (BLOCK_K, BLOCK_N).
+    """
+    pid_k = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    dy = pid_k // (C_IN // BLOCK_K) - 1
+    c0 = tl.multiple_of((pid_k % (C_IN // BLOCK_K)) * BLOCK_K, BLOCK_K)
+    offs_c = c0 + tl.arange(0, BLOCK_K)
+    offs_n = tl.arange(0, BLOCK_N)
+    n_ok = offs_n < C_OUT
+    acc_l = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+    acc_c = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+    acc_r = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
+    gb = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    base = pid_s * CHUNK
+    for m0 in range(0, CHUNK, BLOCK_M):
+        offs_r = m0 + tl.arange(0, BLOCK_M)
+        offs_m = base + offs_r
+        m_ok = (offs_m < M) & (offs_r < CHUNK)
+        hw = offs_m % (H * W)
+        h = hw // W
+        w = hw % W
+        hh = h + dy
+        row_ok = m_ok & (hh >= 0) & (hh < H)
+        src = offs_m + dy * W
+        g = tl.load(GY + offs_m[:, None] * C_OUT + offs_n[None, :],
+                    mask=m_ok[:, None] & n_ok[None, :], other=0.0)
+        gb += tl.sum(g.to(tl.float32), axis=0)
+        ok_l = row_ok & (w >= 1)
+        at = tl.load(X + (src - 1)[None, :] * C_IN + offs_c[:, None], mask=ok_l[None, :], other=0.0)
+        acc_l = _mma(at, g, acc_l, MODE)
+        at = tl.load(X + src[None, :] * C_IN + offs_c[:, None], mask=row_ok[None, :], other=0.0)
+        acc_c = _mma(at, g, acc_c, MODE)
+        ok_r = row_ok & (w + 1 < W)
+        at = tl.load(X + (src + 1)[None, :] * C_IN + offs_c[:, None], mask=ok_r[None, :], other=0.0)
+        acc_r = _mma(at, g, acc_r, MODE)
+    ws_row = WS + pid_s * P_STRIDE
+    tap0 = (dy + 1) * 3
+    wmask = n_ok[None, :]
+    tl.store(ws_row + ((tap0 * C_IN + offs_c)[:, None] * C_OUT + offs_n[None, :]), acc_l, mask=wmask)
+    tl.store(ws_row + (((tap0 + 1) * C_IN + offs_c)[:, None] * C_OUT + offs_n[None, :]), acc_c, mask=wmask)
+    tl.store(ws_row + (((tap0 + 2) * C_IN + offs_c)[:, None] * C_OUT + offs_n[None, :]), acc_r, mask=wmask)
+    if pid_k == 0:
+        tl.store(ws_row + 9 * C_IN * C_OUT + offs_n, gb, mask=n_ok)
+
+
 @triton.jit(do_not_specialize=["lr_idx"])
 def mzsr_wgrad_reduce_sgd(WS, S, P, P_STRIDE, G, PARAM, PARAM_T, CIN, COUT, LR, lr_idx,
                           STORE_G: tl.constexpr, APPLY: tl.constexpr, HAS_T: tl.constexpr, BLOCK: tl.constexpr):
@@ -417,6 +471,13 @@ _TUNE = {
     ("wgrad", 1): [(128, 64, 64, 4, 1), (128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (128, 64, 64, 4, 3)],
     ("wgrad", 2): [(128, 64, 64, 4, 3), (64, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3)],
 }
+# The row-of-three-taps wgrad keeps three (BK, BN) accumulators: 8 warps keep them at 48
+# registers per thread for 64x64.  Register-loaded (num_stages=1) candidates let the three
+# one-pixel-apart x tiles hit in L1 (cp.async.cg bypasses L1).
+# BLOCK_K stays 64: the accumulator's M is BLOCK_K, and wgmma needs M >= 64 (BK 32 fell
+# back to mma.sync and spilled, sm_90 PTX via kernels/aot_check.py, 2026-11-26).
+_TUNE[("wgrad3", 1)] = [(128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (64, 64, 64, 8, 1), (64, 64, 64, 4, 2)]
+_TUNE[("wgrad3", 2)] = [(128, 64, 64, 8, 3), (128, 64, 64, 8, 1), (64, 64, 64, 4, 3), (256, 64, 64, 8, 1)]
 _TUNE[("dgrad", 1)] = _TUNE[("fwd", 1)]
 _TUNE[("dgrad", 2)] = _TUNE[("fwd", 2)]
 
@@ -431,12 +492,21 @@ def _fixed_config(kind: str, c_in: int, c_out: int, mode: int) -> tuple[int, int
     tap_mode = c_in % 32 == 0
     if interpreting():
         # small tiles so the tiny test images have several tiles and partial tails
+        if kind == "wgrad3":  # one tap's channel block per K block: BK must divide c_in
+            return INTERP["BM"], bn, min(INTERP["BK"], c_in), 1, 1
         return INTERP["BM"], bn, INTERP["BK"], 1, 1
     if mode == 0:  # exact fp32 FMA dot: keep tiles register-friendly
-        return 64, bn, 32, 4, 2
+        # (the three accumulators of wgrad3 spilled with 4 warps)
+        return 64, bn, 32, 8 if kind == "wgrad3" else 4, 2
     bk = min(64, c_in) if tap_mode else 32
+    if kind == "wgrad3":
+        return 128, bn, bk, 8, 1 if mode == 1 else 3
     if kind == "wgrad" and mode == 1 and tap_mode:
         return 128, bn, bk, 4, 1  # see the TF32 wgrad note in _TUNE
+    if kind == "wgrad" and not tap_mode:
+        # flattened-K wgrad (3 input channels): its (32, BM) index tensors spilled with 4
+        # warps (255 regs, 164 B spill stores); 8 warps: 206 regs, no spill (sm_90 PTX)
+        return 128, bn, bk, 8, 2
     return 128, bn, bk, 4, 3 if tap_mode else 2
 
 
@@ -493,7 +563,7 @@ def wgrad_splits(m: int, c_in: int, device: torch.device, chunk: int | None = No
     masks anyway)."""
     if chunk is None:
         if device.type == "cuda" and not interpreting():
-            k_tiles = max(1, (9 * c_in) // 64)
+            k_tiles = max(1, ((3 if wgrad_row3(c_in) else 9) * c_in) // 64)
             s_target = max(1, (2 * _num_sms(device.index or 0)) // k_tiles)
             chunk = max(256, triton.cdiv(triton.cdiv(m, s_target), 256) * 256)
         else:
@@ -564,6 +634,12 @@ def launch_dgrad(gy, wf, c_in_layer, c_out_layer, gx, *, mask_src=None, precisio
     return gx
 
 
+def wgrad_row3(c_in: int) -> bool:
+    """Whether the weight gradient of a layer with ``c_in`` inputs uses the
+    row-of-three-taps kernel (64-channel inputs; ``MZSR_TRITON_WGRAD_ROW3=0`` disables)."""
+    return c_in % 64 == 0 and os.environ.get("MZSR_TRITON_WGRAD_ROW3", "1") != "0"
+
+
 def launch_wgrad(x, gy, c_in, c_out, ws, s, chunk, *, precision="fp32"):
     """Partial packed gradients of one layer into ``ws[:s, :9 c_in c_out + c_out]`` (row
     stride ``ws.stride(0)``); reduce them with :func:`launch_reduce`."""
@@ -573,8 +649,13 @@ def launch_wgrad(x, gy, c_in, c_out, ws, s, chunk, *, precision="fp32"):
     p_stride = ws.stride(0)
     if p_stride < 9 * c_in * c_out + c_out or ws.shape[0] < s:
         raise ValueError("wgrad partial buffer too small")
-    grid = lambda meta: (triton.cdiv(9 * c_in, meta["BLOCK_K"]), s)  # noqa: E731
-    _launch("wgrad", mzsr_conv3x3_wgrad_partial_nhwc, grid, c_in, c_out, mode,
+    if wgrad_row3(c_in):
+        grid = lambda meta: (3 * (c_in // meta["BLOCK_K"]), s)  # noqa: E731
+        kind, fn = "wgrad3", mzsr_conv3x3_wgrad_row3_partial_nhwc
+    else:
+        grid = lambda meta: (triton.cdiv(9 * c_in, meta["BLOCK_K"]), s)  # noqa: E731
+        kind, fn = "wgrad", mzsr_conv3x3_wgrad_partial_nhwc
+    _launch(kind, fn, grid, c_in, c_out, mode,
             x, gy, ws, m, h, w, chunk, p_stride,
             C_IN=c_in, C_OUT=c_out, MODE=mode, M_BUCKET=_m_bucket(m))
 

@@ -99,9 +99,18 @@ def test_dgrad(shape, prec, atol, rtol):
     _check("dgrad relu mask", K.conv3x3_dgrad(gy, w, relu_x, precision=prec), R.conv3x3_dgrad(gy, w, relu_x), atol, rtol)
 
 
+# the row-of-three-taps wgrad exists for 64-channel inputs only
+WGRAD_CASES = [pytest.param(shape, r, id=f"{i}-{'row3' if r == '1' else 'per-tap'}")
+               for shape, i in zip(SHAPES, IDS) for r in ("1", "0") if r == "0" or shape[3] % 64 == 0]
+
+
 @pytest.mark.parametrize("prec,atol,rtol", TINY_PREC)
-@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
-def test_wgrad(shape, prec, atol, rtol):
+@pytest.mark.parametrize("shape,row3", WGRAD_CASES)
+def test_wgrad(shape, row3, prec, atol, rtol, monkeypatch):
+    """Both weight-gradient kernels (a kernel row of 3 taps per program, or one tap per
+    program; the 3-channel layer always uses the flattened-K one)."""
+    monkeypatch.setenv("MZSR_TRITON_WGRAD_ROW3", row3)
+    assert K.wgrad_row3(shape[3]) == (row3 == "1")
     x, _, _, _, gy = _data(*shape)
     gw, gb = K.conv3x3_wgrad(x, gy, precision=prec)
     rw, rb = R.conv3x3_wgrad(x, gy)
