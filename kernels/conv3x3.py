@@ -462,8 +462,12 @@ def mzsr_l1_loss_reduce(PART, n, OUT, out_idx, inv_numel, BLOCK: tl.constexpr):
 INTERP = {"BM": 64, "BK": 1024, "CHUNK": 128}
 
 _TUNE = {
-    ("fwd", 1): [(128, 64, 32, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (64, 64, 64, 4, 3)],
-    ("fwd", 2): [(128, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3), (64, 64, 64, 4, 4)],
+    # num_stages=1 candidates load through registers (L1-cached ld.global): the three taps
+    # of a kernel row read x tiles one pixel apart, which cp.async.cg (L2 only) re-fetches
+    ("fwd", 1): [(128, 64, 32, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 3), (128, 64, 64, 4, 1),
+                 (128, 64, 64, 8, 1)],
+    ("fwd", 2): [(128, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3), (128, 64, 64, 4, 1),
+                 (256, 64, 64, 8, 1)],
     # TF32 wgrad: both operands are MN-major in NHWC (the reduction runs over pixels), so a
     # pipelined (cp.async) version copies 4 bytes at a time; num_stages=1 loads through
     # registers with 16-byte vectors instead (sm_90 PTX inspected, 2026-11-26).  Both kinds
