@@ -130,3 +130,34 @@ def test_load_folder(tmp_path):
         load_folder(tmp_path, min_side=100)
     with pytest.raises(ValueError, match="not found"):
         load_folder(tmp_path / "missing")
+
+
+def test_bank_sampler_crops_and_filter():
+    from mzsr_fast.train.gpu import BankSampler
+
+    flat = torch.full((3, 40, 40), 90, dtype=torch.uint8)
+    ims = [_textured(40, 48, 3), flat, _textured(30, 30, 4)]  # the 30 px image is below the bank side
+    b = BankSampler(ims, bank_patch=32, per_mpix=20_000, device="cpu", flat_threshold=8.0)
+    assert b.bank.shape[1:] == (3, 32, 32) and len(b) >= 16
+    y = b.bank.float().mean(1).flatten(1).std(1)
+    assert float(y.min()) >= 8.0, "a flat crop stayed in the bank"
+    p = b.sample(step_rng(0, 0), 9, 16)
+    assert p.shape == (9, 3, 16, 16) and p.dtype == torch.float32 and 0 <= float(p.min()) and float(p.max()) <= 1
+    # every sample is a crop of a bank entry under one of the 8 flips/rotations
+    for q in p:
+        q8 = (q * 255).round().to(torch.uint8)
+        found = False
+        for c in range(8):
+            back = q8
+            k, flip = c % 4, c // 4
+            if flip:
+                back = torch.flip(back, dims=(-1,))
+            back = torch.rot90(back, -k, dims=(-2, -1))
+            win = b.bank.unfold(2, 16, 1).unfold(3, 16, 1)  # (M, 3, 17, 17, 16, 16)
+            if (win == back[None, :, None, None]).all(dim=(1, 4, 5)).any():
+                found = True
+                break
+        assert found, "sample is not an augmented crop of the bank"
+    assert torch.equal(p, b.sample(step_rng(0, 0), 9, 16))
+    with pytest.raises(ValueError):
+        b.sample(step_rng(0, 0), 1, 33)

@@ -12,7 +12,7 @@
    bicubic pretraining from the x2 weights, then x4 direct meta-training),
 
 each stage getting a fixed fraction of ``--time-budget`` (``--shares``).  Data: all images
-are decoded once, and a bank of non-flat 96^2 patches is cut and kept on the GPU as
+are decoded once, and a bank of non-flat 112^2 patches is cut and kept on the GPU as
 uint8; batches are gathered from it with random crops and the 8 flips/rotations, and
 degraded on the GPU with :mod:`mzsr_fast.degradation` (the same code as test time).
 Every stage checkpoints every ``--ckpt-every-s`` seconds into ``OUTDIR/<stage>/`` and
@@ -293,8 +293,9 @@ def main(argv=None) -> int:
     r.add_argument("--ckpt-every-s", type=float, default=60.0)
     r.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True)
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    r.add_argument("--bank-patch", type=int, default=96)
-    r.add_argument("--per-mpix", type=float, default=400.0, help="bank crops per megapixel of training data")
+    r.add_argument("--bank-patch", type=int, default=112, help="side of the bank crops; batches are random crops of them")
+    r.add_argument("--per-mpix", type=float, default=600.0,
+                   help="bank crops per megapixel of training data (~30k crops, 1.1 GB uint8 for the 340 images)")
     r.add_argument("--pre-patch", type=int, default=96)
     r.add_argument("--pre-batch", type=int, default=32)
     r.add_argument("--pre-lr", type=float, default=4e-4)
