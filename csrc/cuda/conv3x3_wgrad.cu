@@ -108,6 +108,7 @@ void launch_wgrad_simt(const Conv3x3WgradParams& p, cudaStream_t stream) {
 // taps) and 3 X tiles Xs[kw][p][ci] (x shifted by (kh-1, kw-1), read as the col-major A
 // operand A[ci][p]).  Sharing G over 3 taps cuts its L2 re-reads 3x against one tap per
 // block.  4 warps in 2 x 2, each 32 x 32 per tap (3 x 2 x 2 accumulator fragments).
+// Also writes partial_b (the bias partials): no separate bias kernel on this path.
 // Register-staged, double-buffered shared memory as the conv kernel.
 constexpr int kTcThreads = 128;
 constexpr int TBM = 64, TBN = 64, TBK = 16;
@@ -151,11 +152,21 @@ __global__ void __launch_bounds__(kTcThreads) mzsr_conv3x3_wgrad_tc_nhwc(Conv3x3
   constexpr int R = TBK * 16 / kTcThreads;  // 2
   const int c4 = tid % 16, row = tid / 16;
   float4 rx[3][R], rg[R];
+  // The bias gradient rides along in one block per (chunk, co tile): fp32 sums of the
+  // gy values this thread loads (before any rounding to tf32/bf16), in pixel order.
+  const bool do_bias = kh == 1 && blockIdx.z / ntiles == 0;
+  float bsum[4] = {0.f, 0.f, 0.f, 0.f};
   auto load_tile = [&](int t) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const PixelPos q = pixel_pos(pstart + t * TBK + row + 8 * r, pend, p.H, p.W);
       rg[r] = q.valid ? ldg4(p.gy + static_cast<long long>(q.pix) * p.Cout + co0 + c4 * 4) : zero4();
+      if (do_bias) {
+        bsum[0] += rg[r].x;
+        bsum[1] += rg[r].y;
+        bsum[2] += rg[r].z;
+        bsum[3] += rg[r].w;
+      }
 #pragma unroll
       for (int kw = 0; kw < 3; ++kw) {
         const int nb = neighbour(q, dh, kw - 1, p.H, p.W);
@@ -207,6 +218,18 @@ __global__ void __launch_bounds__(kTcThreads) mzsr_conv3x3_wgrad_tc_nhwc(Conv3x3
     }
     if (t + 1 < T_STEPS) store_tile(cur ^ 1);
     __syncthreads();
+  }
+
+  if (do_bias) {  // block-uniform: the syncs are safe; the operand buffers are free now
+    float* red = reinterpret_cast<float*>(smem);  // [8 rows][64 co]
+#pragma unroll
+    for (int q = 0; q < 4; ++q) red[row * TBN + c4 * 4 + q] = bsum[q];
+    __syncthreads();
+    if (tid < TBN) {
+      float b = 0.f;
+      for (int rr = 0; rr < kTcThreads / 16; ++rr) b += red[rr * TBN + tid];
+      p.partial_b[static_cast<long long>(chunk) * p.Cout + co0 + tid] = b;
+    }
   }
 
   // partial_w[chunk, tap*Cin + ci, co]: 16 x 16 fragments straight to global (ld = Cout)

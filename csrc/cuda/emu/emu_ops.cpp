@@ -59,12 +59,12 @@ int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int 
   p.partial_b = pb.data();
   int tc = 0;
   if (mode != 0 && mzsr_conv3x3_wgrad_tc_ok(p)) {
-    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec_of(mode), nullptr);
+    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec_of(mode), nullptr);  // bias partials included
     tc = 1;
   } else {
     mzsr_launch_conv3x3_wgrad_partial_simt(p, nullptr);
+    mzsr_launch_conv3x3_bgrad_partial(p, nullptr);
   }
-  mzsr_launch_conv3x3_bgrad_partial(p, nullptr);
   mzsr_launch_conv3x3_wgrad_reduce(p, nullptr);
   return tc;
 }
