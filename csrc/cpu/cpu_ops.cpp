@@ -160,12 +160,18 @@ static const Kernels* pick_named(const std::string& s) {
 using ConvRowBfFn = void (*)(int, const uint16_t*, long, long, int, const uint16_t*, int, const float*, float*, long,
                              const float*, long, uint16_t*, long);
 using EpiCvtFn = void (*)(const float*, float*, const float*, bool, uint16_t*, long);
+using WgradRowBfFn = void (*)(int, const float*, long, long, int, const long*, const float*, long, int, float*,
+                              uint16_t*);
 struct KernelsBf {
   ConvRowBfFn conv[3];
   EpiCvtFn epi_cvt;
+  WgradRowBfFn wgrad;
+  long (*wgrad_scr)(int, int, int);
+  void (*wgrad_koff)(int, int, long*);
 };
 #ifdef MZSR_X86
-static const KernelsBf kBfT = {{kbf::conv_row_bf<0>, kbf::conv_row_bf<1>, kbf::conv_row_bf<2>}, kbf::epi_cvt_row};
+static const KernelsBf kBfT = {{kbf::conv_row_bf<0>, kbf::conv_row_bf<1>, kbf::conv_row_bf<2>}, kbf::epi_cvt_row,
+                               kbf::wgrad_row_bf, kbf::wgrad_bf_scratch, kbf::wgrad_bf_koff};
 #endif
 // the bf16 kernels, or null where the CPU has no AVX512_BF16
 static const KernelsBf* bf_kernels() {
@@ -426,6 +432,36 @@ static void run_wgrad(const Pad& in, int Cin, const float* gy, long gy_is, long 
     gw_out[i] = s;
   }
 }
+// bf16 weight gradient (Cin % 16 == 0): as run_wgrad, pixel pairs per bf16 lane.
+// bscr: per-thread bf16 scratch of kb->wgrad_scr(W, Cin, CoutP) elements each.
+static void run_wgrad_bf(const Pad& in, int Cin, const float* gy, long gy_is, long gy_rs, long gy_ps, int CoutP,
+                         const long* koff, float* partials, float* gw_out, uint16_t* bscr) {
+  const KernelsBf* kb = bf_kernels();
+  const int N = in.N, H = in.H, W = in.W;
+  const long gsz = (long)(9 * Cin + 1) * CoutP;
+  const long bsz = kb->wgrad_scr(W, Cin, CoutP);
+  int nth = 1;
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+#pragma omp single
+    nth = omp_get_num_threads();
+    float* gw = partials + tid * gsz;
+    std::memset(gw, 0, gsz * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+    for (long r = 0; r < (long)N * H; ++r) {
+      const int n = r / H, y = r % H;
+      kb->wgrad(W, in.row(n, y), in.ps, in.rs(), Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw,
+                bscr + tid * bsz);
+    }
+  }
+  for (long i = 0; i < gsz; ++i) {
+    float s = 0.f;
+    for (int t = 0; t < nth; ++t) s += partials[t * gsz + i];
+    gw_out[i] = s;
+  }
+}
+
 static size_t wgrad_scratch_size(int Cin, int CoutP) { return (size_t)omp_get_max_threads() * (9 * Cin + 1) * CoutP + 64; }
 
 // ----------------------------------------------------------------------------- checks
@@ -836,7 +872,11 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
                               (size_t)9 * S.cin[i] * 2 + 64);
   }
   need += wpk + conv_scratch_size(W, cpmax) + gmax + 2 * (size_t)nth * 16 + 512;
-  if (bf16) need += 2 * pad_size(N, H, W, ch / 2) + wpk / 2 + 64;
+  size_t bwsz = 0;  // bf16 wgrad scratch (floats)
+  if (bf16) {
+    bwsz = (size_t)nth * bf_kernels()->wgrad_scr(W, cpmax, cpmax) / 2 + 64;
+    need += 2 * pad_size(N, H, W, ch / 2) + wpk / 2 + bwsz + 64;
+  }
   Arena& a = t_arena;
   if (need > a.cap) g_arena_allocs++;
   a.reset(need);
@@ -874,6 +914,7 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
     Bf[1].zero_border();
   }
   const KernelsBf* kb = bf16 ? bf_kernels() : nullptr;
+  uint16_t* bwscr = bf16 ? reinterpret_cast<uint16_t*>(a.take(bwsz)) : nullptr;
   PadB b0(Bf[0]), b1(Bf[1]);
   const PadB* bb[2] = {&b0, &b1};
   float* scratch = a.take(conv_scratch_size(W, cpmax));
@@ -958,7 +999,12 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
     float* parts = red + (size_t)(9 * Ci + 1) * CoP + 32;
     // gy must have CoP readable lanes: true for G (CoLP) and for A[i+1] when Co == CoP
     TORCH_INTERNAL_ASSERT(gps >= CoP || i == NL - 1);
-    run_wgrad(A[i], Ci, gy, gis, grs, gps, CoP, koff, parts, red);
+    if (bf16 && Ci % 16 == 0 && CoP % 16 == 0) {
+      kb->wgrad_koff(W, Ci, koff);
+      run_wgrad_bf(A[i], Ci, gy, gis, grs, gps, CoP, koff, parts, red, bwscr);
+    } else {
+      run_wgrad(A[i], Ci, gy, gis, grs, gps, CoP, koff, parts, red);
+    }
     if (i > 0) {
       // gx = conv^T(gy, w_i) * (A[i] > 0), in place over A[i] (its last use was the wgrad above)
       Pad& o = A[i];
