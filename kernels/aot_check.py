@@ -41,7 +41,7 @@ def _variants(K, quick: bool):
                 out.append((f"fwd-{kind} {cin}->{cout} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}", fn, types, cx,
                             ptrs_fwd, nw, ns))
         for c_in, c_out in [(64, 64), (3, 64)]:
-            types = dict(GY=adt, Wt="*fp32", MASK_SRC=adt, GX=adt, M="i32", H="i32", W="i32", M_BUCKET="i32")
+            types = dict(GY=adt, Wt=adt, MASK_SRC=adt, GX=adt, M="i32", H="i32", W="i32", M_BUCKET="i32")
             cfgs = K._TUNE[("dgrad", mode)] if K._tunable("dgrad", c_in, c_out, mode) else [K._fixed_config("dgrad", c_in, c_out, mode)]
             for bm, bn, bk, nw, ns in cfgs:
                 cx = dict(C_IN=c_in, C_OUT=c_out, HAS_MASK=True, MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
@@ -62,10 +62,10 @@ def _variants(K, quick: bool):
                 cx = dict(C_IN=cin, C_OUT=cout, MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 out.append((f"wgrad3 {cin}->{cout} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}",
                             K.mzsr_conv3x3_wgrad_row3_partial_nhwc, types, cx, ["X", "GY", "WS"], nw, ns))
-    rtypes = dict(WS="*fp32", S="i32", P="i32", P_STRIDE="i32", G="*fp32", PARAM="*fp32", PARAM_T="*fp32",
+    rtypes = dict(WS="*fp32", S="i32", P="i32", P_STRIDE="i32", G="*fp32", PARAM="*fp32", PARAM_T="*fp32", PARAM_D="*fp32",
                   CIN="i32", COUT="i32", LR="*fp32", lr_idx="i32")
     for tdt in ("*fp32", "*bf16"):
-        out.append((f"reduce+sgd T={tdt}", K.mzsr_wgrad_reduce_sgd, dict(rtypes, PARAM_T=tdt),
+        out.append((f"reduce+sgd T={tdt}", K.mzsr_wgrad_reduce_sgd, dict(rtypes, PARAM_T=tdt, PARAM_D=tdt),
                     dict(STORE_G=False, APPLY=True, HAS_T=True, BLOCK=1024), ["WS", "G", "PARAM", "LR"], 4, 3))
     out.append(("reduce store", K.mzsr_wgrad_reduce_sgd, rtypes, dict(STORE_G=True, APPLY=False, HAS_T=False, BLOCK=1024),
                 ["WS", "G", "PARAM", "LR"], 4, 3))

@@ -92,6 +92,7 @@ def refresh_fwd_weight(wf: torch.Tensor, wt: torch.Tensor, cin: int, cout: int) 
     wt.view(3, 3, cout, cin).copy_(wf.view(3, 3, cin, cout).transpose(2, 3))
 
 
+
 def unpack_weight(wf: torch.Tensor, cin: int, cout: int) -> torch.Tensor:
     """Inverse of :func:`pack_weight`: ``(9 * Cin * Cout,)`` -> ``(Cout, Cin, 3, 3)``."""
     return wf.reshape(3, 3, cin, cout).permute(3, 2, 0, 1).contiguous()
@@ -395,10 +396,11 @@ def mzsr_conv3x3_wgrad_row3_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
 
 
 @triton.jit(do_not_specialize=["lr_idx"])
-def mzsr_wgrad_reduce_sgd(WS, S, P, P_STRIDE, G, PARAM, PARAM_T, CIN, COUT, LR, lr_idx,
+def mzsr_wgrad_reduce_sgd(WS, S, P, P_STRIDE, G, PARAM, PARAM_T, PARAM_D, CIN, COUT, LR, lr_idx,
                           STORE_G: tl.constexpr, APPLY: tl.constexpr, HAS_T: tl.constexpr, BLOCK: tl.constexpr):
     """g = sum_{s < S} WS[s, :P] (fixed order); [G = g]; [PARAM -= LR[lr_idx] * g, and the
-    updated weights also into the forward copy PARAM_T ([tap][co][ci], its dtype)].
+    updated weights also into the forward copy PARAM_T ([tap][co][ci]) and the
+    input-gradient copy PARAM_D ([tap][ci][co]), both in their own dtype].
 
     PARAM is one layer's flat [wf (9 CIN COUT, [tap][ci][co]) | b (COUT)] buffer."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -421,6 +423,7 @@ def mzsr_wgrad_reduce_sgd(WS, S, P, P_STRIDE, G, PARAM, PARAM_T, CIN, COUT, LR, 
             co = r % COUT
             tl.store(PARAM_T + tap * (CIN * COUT) + co * CIN + ci, newp.to(PARAM_T.dtype.element_ty),
                      mask=ok & (offs < nw))
+            tl.store(PARAM_D + offs, newp.to(PARAM_D.dtype.element_ty), mask=ok & (offs < nw))
 
 
 @triton.jit(do_not_specialize=["lr_idx"])
@@ -625,7 +628,8 @@ def l1_loss_parts(m: int, c_in: int, c_out: int, precision: str) -> int:
 def launch_dgrad(gy, wf, c_in_layer, c_out_layer, gx, *, mask_src=None, precision="fp32"):
     """gx = d/dx of a 3x3 SAME conv [* (mask_src > 0)].
 
-    gy: (N, H, W, Cout) f32/bf16; wf: the layer's packed weight; mask_src: (N, H, W, Cin) or
+    gy: (N, H, W, Cout) f32/bf16; wf: the layer's packed weight (:func:`pack_weight` layout,
+    act dtype: bf16 in the bf16 path); mask_src: (N, H, W, Cin) or
     None; gx: preallocated (N, H, W, Cin)."""
     n, h, w, _ = gy.shape
     m = n * h * w
@@ -669,18 +673,21 @@ def _rblock() -> int:
     return 1 << 16 if interpreting() else 1024
 
 
-def launch_reduce(ws, s, p, g=None, param=None, lr=None, lr_idx=0, param_t=None, cin=1, cout=1):
+def launch_reduce(ws, s, p, g=None, param=None, lr=None, lr_idx=0, param_t=None, param_d=None, cin=1, cout=1):
     """Fixed-order sum of ``s`` partial rows of length ``p``; store into ``g`` and/or apply
     ``param -= lr[lr_idx] * g`` (lr a device tensor: CUDA graphs replay any schedule) and
-    write the updated weights into the forward copy ``param_t`` (layer ``cin -> cout``)."""
+    write the updated weights into the forward copy ``param_t`` and the input-gradient
+    copy ``param_d`` (layer ``cin -> cout``; both or neither)."""
     store_g = g is not None
     apply = param is not None
     has_t = apply and param_t is not None
+    if has_t != (apply and param_d is not None):
+        raise ValueError("launch_reduce: give both param_t and param_d, or neither")
     dummy = ws
     blk = _rblock()
     mzsr_wgrad_reduce_sgd[(triton.cdiv(p, blk),)](
         ws, s, p, ws.stride(0), g if store_g else dummy, param if apply else dummy,
-        param_t if has_t else dummy, int(cin), int(cout),
+        param_t if has_t else dummy, param_d if has_t else dummy, int(cin), int(cout),
         lr if apply else dummy, int(lr_idx), STORE_G=store_g, APPLY=apply, HAS_T=has_t, BLOCK=blk,
         num_warps=4)
 
@@ -738,7 +745,7 @@ def conv3x3_dgrad(gy, w, mask_src=None, *, precision="fp32"):
     n, h, wd, _ = gy.shape
     gx = torch.empty(n, h, wd, cin, device=gy.device, dtype=act_dtype(precision))
     ms = mask_src.to(act_dtype(precision)).contiguous() if mask_src is not None else None
-    return launch_dgrad(gy.to(act_dtype(precision)).contiguous(), pack_weight(w), cin, cout, gx,
+    return launch_dgrad(gy.to(act_dtype(precision)).contiguous(), pack_weight(w).to(act_dtype(precision)), cin, cout, gx,
                         mask_src=ms, precision=precision)
 
 

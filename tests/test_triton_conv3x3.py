@@ -158,18 +158,22 @@ def test_reduce_fused_sgd(cin, cout):
     ws = torch.randn(s, p + 7, generator=g).to(DEV)  # row stride larger than p
     param = torch.randn(p, generator=g).to(DEV)
     param_t = torch.zeros(9 * cin * cout, device=DEV)
+    param_d = torch.zeros(9 * cin * cout, device=DEV)
     lrs = torch.tensor([0.5, 0.02, 0.25], device=DEV)
     want_g = ws[:, :p].sum(0)
     want_p = param - 0.02 * want_g
     gbuf = torch.zeros(p, device=DEV)
-    K.launch_reduce(ws, s, p, g=gbuf, param=param, lr=lrs, lr_idx=1, param_t=param_t, cin=cin, cout=cout)
+    K.launch_reduce(ws, s, p, g=gbuf, param=param, lr=lrs, lr_idx=1, param_t=param_t, param_d=param_d,
+                    cin=cin, cout=cout)
     _check("reduce g", gbuf, want_g, 1e-5, 1e-6)
     _check("reduce+sgd param", param, want_p, 1e-5, 1e-6)
     want_t = K.pack_weight_fwd(K.unpack_weight(param[: 9 * cin * cout], cin, cout))
     assert torch.equal(param_t, want_t), "forward copy of the updated weights is wrong"
+    assert torch.equal(param_d, param[: 9 * cin * cout]), "input-gradient copy of the updated weights is wrong"
     # bias-less layers update only the weights: p = 9 cin cout leaves the bias slots alone
     param2 = param.clone()
-    K.launch_reduce(ws, s, 9 * cin * cout, param=param2, lr=lrs, lr_idx=0, param_t=param_t, cin=cin, cout=cout)
+    K.launch_reduce(ws, s, 9 * cin * cout, param=param2, lr=lrs, lr_idx=0, param_t=param_t, param_d=param_d,
+                    cin=cin, cout=cout)
     assert torch.equal(param2[9 * cin * cout:], param[9 * cin * cout:])
 
 

@@ -11,7 +11,9 @@ One step (32 kernel launches)::
 
 Parameters live in one flat fp32 buffer, per layer ``[wf (9 Cin Cout) | b (Cout)]`` with
 ``wf`` the packed ``(3, 3, Cin, Cout)`` weight (see :func:`kernels.conv3x3.pack_weight`);
-``params()`` converts back to OIHW.  The learning rates of a schedule and the losses of
+``params()`` converts back to OIHW.  The kernels read two operand copies in the activation
+dtype, kept in sync by the fused reduction: ``(3, 3, Cout, Cin)`` for the forward (K-major
+B for TF32 wgmma) and ``(3, 3, Cin, Cout)`` for the input gradient (bf16 in the bf16 path).  The learning rates of a schedule and the losses of
 the steps live in device tensors, so a captured graph replays any schedule and the losses
 are read once at the end.
 
@@ -61,13 +63,16 @@ _LAYOUT = _Layout()
 
 class _Params:
     """Views of the layers in one flat fp32 buffer (the master copy, ``[tap][ci][co]``
-    weights + biases) and, optionally, in the forward copy ``tflat`` (``[tap][co][ci]``
-    weights in the activation dtype, same offsets)."""
+    weights + biases) and, optionally, in the kernels' operand copies, same offsets, in the
+    activation dtype: ``tflat`` for the forward (``[tap][co][ci]``, K-major B) and
+    ``dflat`` for the input gradient (``[tap][ci][co]``; a bf16 copy halves the weight
+    traffic of the bf16 path)."""
 
-    def __init__(self, flat: torch.Tensor, tflat: torch.Tensor | None = None):
+    def __init__(self, flat: torch.Tensor, tflat: torch.Tensor | None = None, dflat: torch.Tensor | None = None):
         self.flat = flat
         self.tflat = tflat
-        self.layer, self.wf, self.b, self.wt = [], [], [], []
+        self.dflat = dflat
+        self.layer, self.wf, self.b, self.wt, self.wd = [], [], [], [], []
         for i, (ci, co) in enumerate(_CH):
             o, p = _LAYOUT.off[i], _LAYOUT.size[i]
             self.layer.append(flat[o:o + p])
@@ -75,15 +80,19 @@ class _Params:
             self.b.append(flat[o + 9 * ci * co:o + p])
             if tflat is not None:
                 self.wt.append(tflat[o:o + 9 * ci * co])
+                self.wd.append(dflat[o:o + 9 * ci * co])
 
-    def refresh_fwd(self) -> None:
-        """Forward copy <- master (after an update outside the fused reduction)."""
+    def refresh_copies(self) -> None:
+        """Operand copies <- master (after an update outside the fused reduction)."""
         K = _kernels()
         for i, (ci, co) in enumerate(_CH):
             K.refresh_fwd_weight(self.wf[i], self.wt[i], ci, co)
+            self.wd[i].copy_(self.wf[i])
 
     def clone(self) -> "_Params":
-        return _Params(self.flat.clone(), None if self.tflat is None else self.tflat.clone())
+        if self.tflat is None:
+            return _Params(self.flat.clone())
+        return _Params(self.flat.clone(), self.tflat.clone(), self.dflat.clone())
 
 
 class _AdaptPlan:
@@ -156,8 +165,10 @@ class TritonBackend(Backend):
         self.use_graphs = bool(use_graphs) and self.device.type == "cuda"
         self.fuse_update = bool(fuse_update)
         self._flat = torch.zeros(_LAYOUT.total, dtype=torch.float32, device=self.device)
-        self._tflat = torch.zeros(_LAYOUT.total, dtype=_kernels().act_dtype(precision), device=self.device)
-        self._p = _Params(self._flat, self._tflat)
+        adt = _kernels().act_dtype(precision)
+        self._tflat = torch.zeros(_LAYOUT.total, dtype=adt, device=self.device)
+        self._dflat = torch.zeros(_LAYOUT.total, dtype=adt, device=self.device)
+        self._p = _Params(self._flat, self._tflat, self._dflat)
         self._gflat = torch.zeros(_LAYOUT.total, dtype=torch.float32, device=self.device)
         self._g = _Params(self._gflat)
         self._has_bias = True
@@ -210,6 +221,7 @@ class TritonBackend(Backend):
         if self._pcache is not None and self._pcache[0] == key:
             self._flat.copy_(self._pcache[2])
             self._tflat.copy_(self._pcache[3])
+            self._dflat.copy_(self._pcache[4])
             self._has_bias = has_bias
             self._prepared = True
             return
@@ -227,10 +239,10 @@ class TritonBackend(Backend):
                     self._p.b[i].copy_(params[f"layers.{i}.bias"].to(self.device, torch.float32).reshape(-1))
                 else:
                     self._p.b[i].zero_()
-            self._p.refresh_fwd()
+            self._p.refresh_copies()
         self._has_bias = has_bias
         self._prepared = True
-        self._pcache = (key, dict(params), self._flat.clone(), self._tflat.clone())
+        self._pcache = (key, dict(params), self._flat.clone(), self._tflat.clone(), self._dflat.clone())
 
     def params(self) -> dict[str, torch.Tensor]:
         self._check_prepared()
@@ -306,20 +318,21 @@ class TritonBackend(Backend):
                 if l > 0:
                     # dgrad reads w_l: it runs before this layer's (possibly fused) update
                     gx = pl.gbuf[l % 2]
-                    K.launch_dgrad(g, P.wf[l], ci, co, gx, mask_src=pl.acts[l], precision=prec)
+                    K.launch_dgrad(g, P.wd[l], ci, co, gx, mask_src=pl.acts[l], precision=prec)
                 s, chunk = pl.splits[l]
                 ws = pl.ws_view(l)
                 K.launch_wgrad(pl.acts[l], g, ci, co, ws, s, chunk, precision=prec)
                 p_upd = _LAYOUT.size[l] if self._has_bias else 9 * ci * co
                 if mode == "fused":
-                    K.launch_reduce(ws, s, p_upd, param=P.layer[l], lr=lrs, lr_idx=i, param_t=P.wt[l], cin=ci, cout=co)
+                    K.launch_reduce(ws, s, p_upd, param=P.layer[l], lr=lrs, lr_idx=i, param_t=P.wt[l],
+                                    param_d=P.wd[l], cin=ci, cout=co)
                 else:
                     K.launch_reduce(ws, s, p_upd, g=self._g.layer[l])
                 g = gx
         if mode == "split":
             with rng(f"mzsr/adapt/step{i}/update"):
                 K.launch_sgd(P.flat, self._gflat, lrs, i)
-                P.refresh_fwd()
+                P.refresh_copies()
 
     # ------------------------------------------------------------------ interface
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -448,6 +461,7 @@ class TritonBackend(Backend):
                 self.upscale(torch.rand(tuple(upscale_shape), device=self.device))
             self._flat.copy_(saved.flat)
             self._tflat.copy_(saved.tflat)
+            self._dflat.copy_(saved.dflat)
         finally:
             self._prepared = was
 
