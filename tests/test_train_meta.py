@@ -120,3 +120,28 @@ def test_msl_weights(k):
         wmid = msl_weights(k, 50, 100)
         assert w0[0] > wmid[0] > wend[0] and w0[-1] < wmid[-1] < wend[-1], wmid
     assert msl_weights(k, 0, 100, multi_step=False) == [0.0] * (k - 1) + [1.0]
+
+
+def _backend_names():
+    from mzsr_fast import backends
+
+    return [n for n, (ok, _why) in backends.available("cpu").items() if ok and n in ("reference", "cpu")]
+
+
+@pytest.mark.parametrize("name", _backend_names())
+@pytest.mark.parametrize("weights", [[0.0, 1.0], [0.4, 0.6]])
+def test_fo_backend_gradients_match_autograd(name, weights):
+    from mzsr_fast import backends
+    from mzsr_fast.train.meta import fo_backend_gradients
+
+    params = _params(torch.float32, seed=2)
+    tasks = _tasks(2, (9, 7), torch.float32, seed=2, n_patch=2)
+    kw = dict(meta_batch=2, inner_steps=2, alpha=0.05, weights=weights)
+    want, lw = meta_gradients(params, tasks, first_order=True, **kw)
+    be = backends.get(name, "cpu", "fp32")
+    got, lg = fo_backend_gradients(params, tasks, be, **kw)
+    for k, a, b in zip(params, got, want):
+        err = float((a - b).abs().max())
+        tol = 1e-4 * max(1e-3, float(b.abs().max()))
+        assert err <= tol, f"{name} {k}: max err {err:.3e} > {tol:.3e}"
+    assert abs(lg - lw) <= 1e-5 * abs(lw), (lg, lw)

@@ -56,6 +56,7 @@ __all__ = [
     "adapt",
     "task_meta_loss",
     "meta_gradients",
+    "fo_backend_gradients",
     "add_args",
     "run",
     "main",
@@ -197,6 +198,44 @@ def meta_gradients(
     return acc, total
 
 
+def fo_backend_gradients(
+    params: Mapping[str, torch.Tensor],
+    tasks: Sequence,
+    backend,
+    *,
+    meta_batch: int,
+    inner_steps: int,
+    alpha: float,
+    weights: Sequence[float],
+) -> tuple[list[torch.Tensor], float]:
+    """First-order meta-gradients computed with an adaptation backend (``mzsr_fast.backends``:
+    the compiled CPU path, Triton, CUDA) instead of autograd: per task, ``prepare`` the
+    current weights, take the ``inner_steps`` SGD steps with ``backend.step`` and, after
+    each step with a non-zero multi-step weight, add ``w_i * backend.grads(x_te, y_te) /
+    meta_batch``.  Equal to ``meta_gradients(..., first_order=True)`` up to float rounding.
+    Tasks must have ``n_train == n_test`` (backends allocate for one shape)."""
+    keys = list(params)
+    acc = [torch.zeros_like(params[k]) for k in keys]
+    p0 = {k: v.detach() for k, v in params.items()}
+    total = 0.0
+    for task in tasks:
+        if task.x_tr.shape != task.x_te.shape:
+            raise ValueError("fo_backend_gradients needs n_train == n_test and equal patch shapes")
+        backend.prepare(p0, tuple(task.x_tr.shape))
+        x_tr, y_tr = task.x_tr.contiguous(), task.y_tr.contiguous()
+        x_te, y_te = task.x_te.contiguous(), task.y_te.contiguous()
+        for i in range(inner_steps):
+            backend.step(x_tr, y_tr, alpha)
+            w = weights[i]
+            if w == 0:
+                continue
+            loss, g = backend.grads(x_te, y_te)
+            for a, k in zip(acc, keys):
+                a.add_(g[k].to(a.device, a.dtype), alpha=w / meta_batch)
+            total += w * float(loss) / meta_batch
+    return acc, total
+
+
 # ----------------------------------------------------------------------------- CLI / loop
 def _parse_mix(s: str) -> dict:
     out = {}
@@ -230,6 +269,9 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="first-order for the first N iterations, then second order [%(default)s]")
     g.add_argument("--first-order-time", type=float, default=0.0,
                    help="first-order for the first S seconds of this process, then second order [%(default)s]")
+    g.add_argument("--inner-backend", default="autograd",
+                   help="first-order iterations: 'autograd' or an adaptation backend (cpu, triton, cuda, reference) "
+                        "that runs the inner loop and the outer gradient [%(default)s]")
     g.add_argument("--no-multi-step", action="store_true", help="outer loss on the last inner step only")
     g.add_argument("--anneal-iters", type=int, default=10_000,
                    help="multi-step loss weights anneal toward the last step over N iterations [%(default)s]")
@@ -328,6 +370,13 @@ def run(args, *, images=None, sampler=None) -> dict:
         })
         export_weights(out / "last.safetensors", params, steps=step_next, train_time_s=round(timer.total(), 1), **meta)
 
+    fast_be = None
+    if args.inner_backend != "autograd":
+        from .. import backends as be_mod
+
+        fast_be = be_mod.get(args.inner_backend, dev, "fp32")
+        if args.n_train != args.n_test:
+            raise SystemExit("--inner-backend needs --n-train == --n-test")
     mine = dist_mod.shard(args.meta_batch, info)
     bar = make_bar(args.steps, step, "meta-train", enabled=info.main and not args.no_bar)
     t_log, n_log = time.perf_counter(), 0
@@ -348,9 +397,18 @@ def run(args, *, images=None, sampler=None) -> dict:
                 if idx:
                     share = len(idx) / args.pretrain_batch
                     pre = (fmt(x[idx].to(dev), args), fmt(y[idx].to(dev), args), args.pretrain_weight * share)
-            grads, loss_local = meta_gradients(
-                params, tasks, meta_batch=args.meta_batch, inner_steps=args.inner_steps, alpha=args.alpha,
-                weights=w, first_order=first_order, amp=amp, pretrain=pre)
+            if first_order and fast_be is not None:
+                grads, loss_local = fo_backend_gradients(params, tasks, fast_be, meta_batch=args.meta_batch,
+                                                         inner_steps=args.inner_steps, alpha=args.alpha, weights=w)
+                if pre is not None:
+                    g2, l2 = meta_gradients(params, [], meta_batch=args.meta_batch, inner_steps=args.inner_steps,
+                                            alpha=args.alpha, weights=w, amp=amp, pretrain=pre)
+                    grads = [a + b for a, b in zip(grads, g2)]
+                    loss_local += l2
+            else:
+                grads, loss_local = meta_gradients(
+                    params, tasks, meta_batch=args.meta_batch, inner_steps=args.inner_steps, alpha=args.alpha,
+                    weights=w, first_order=first_order, amp=amp, pretrain=pre)
             lt = torch.tensor([loss_local], dtype=torch.float64, device=dev)
             dist_mod.allreduce_sum_(grads + [lt], info)
             lv = check_finite(lt, step, "meta loss", ckpt_path)
