@@ -73,7 +73,8 @@ def validate(
     lr_schedule=None,
 ) -> dict[str, float]:
     """Mean Y-PSNR (dB) over ``valset`` for each number of adaptation steps in ``steps``
-    (0 = no adaptation), plus ``bicubic``.  Keys ``psnr_{n}``, ``bicubic``, ``val_time``."""
+    (0 = no adaptation), plus ``bicubic``; ``shave = scale`` border pixels as ``mzsr-fast eval``.
+    Keys ``psnr_{n}``, ``bicubic``, ``val_time``."""
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else next(iter(params.values())).device
     p = {k: v.detach().to(dev, torch.float32) for k, v in params.items()}
@@ -81,7 +82,7 @@ def validate(
     bic = []
     for _, lr, hr in valset.items:
         up = imresize(lr, output_shape=hr.shape[:2])
-        bic.append(metrics.psnr_y(up, hr))
+        bic.append(metrics.psnr_y(up, hr, valset.scale))
     res["bicubic"] = float(np.mean(bic))
     for n in steps:
         vals = []
@@ -90,7 +91,7 @@ def validate(
                 lr, scale=valset.scale, kernel=valset.kernel, steps=int(n), subsampling=valset.subsampling,
                 weights=p, backend=backend, device=dev, lr_schedule=lr_schedule,
             )
-            vals.append(metrics.psnr_y(sr, hr))
+            vals.append(metrics.psnr_y(sr, hr, valset.scale))
         res[f"psnr_{n}"] = float(np.mean(vals))
     res["val_time"] = time.perf_counter() - t0
     return res
