@@ -161,3 +161,25 @@ def test_bank_sampler_crops_and_filter():
     assert torch.equal(p, b.sample(step_rng(0, 0), 9, 16))
     with pytest.raises(ValueError):
         b.sample(step_rng(0, 0), 1, 33)
+
+
+@pytest.mark.parametrize("setting,scale", [("g20", 2), ("b13", 2), ("g20", 4)])
+def test_validate_small_folder(tmp_path, setting, scale):
+    from PIL import Image
+
+    from mzsr_fast import adapt_and_upscale, metrics, model
+    from mzsr_fast.train.validate import load_valset, validate
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (26, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    vs = load_valset(tmp_path, setting, scale)
+    (name, lr, hr), = vs.items
+    assert hr.shape == (26 - 26 % scale, 30 - 30 % scale, 3) and lr.shape == (hr.shape[0] // scale, hr.shape[1] // scale, 3)
+    params = model.init_params(0)
+    res = validate(params, vs, (0, 1), device="cpu")
+    assert set(res) == {"bicubic", "psnr_0", "psnr_1", "val_time"}
+    sr = adapt_and_upscale(lr, scale=scale, kernel=vs.kernel, steps=1, subsampling=vs.subsampling, weights=params,
+                           backend="reference", device="cpu")
+    assert abs(res["psnr_1"] - metrics.psnr_y(sr, hr, scale)) < 1e-9
+    with pytest.raises(ValueError, match="unknown validation setting"):
+        load_valset(tmp_path, "nope", 2)
