@@ -1,0 +1,1 @@
+"""Triton kernels of mzsr_fast (installed as ``mzsr_fast.kernels``)."""
