@@ -13,9 +13,13 @@ Parameters live in one flat fp32 buffer, per layer ``[wf (9 Cin Cout) | b (Cout)
 ``wf`` the packed ``(3, 3, Cin, Cout)`` weight (see :func:`kernels.conv3x3.pack_weight`);
 ``params()`` converts back to OIHW.  The kernels read two operand copies in the activation
 dtype, kept in sync by the fused reduction: ``(3, 3, Cout, Cin)`` for the forward (K-major
-B for TF32 wgmma) and ``(3, 3, Cin, Cout)`` for the input gradient (bf16 in the bf16 path).  The learning rates of a schedule and the losses of
-the steps live in device tensors, so a captured graph replays any schedule and the losses
-are read once at the end.
+B for TF32 wgmma) and ``(3, 3, Cin, Cout)`` for the input gradient (bf16 in the bf16
+path).  The learning rates of a schedule and the losses of the steps live in device
+tensors, so a captured graph replays any schedule and the losses are read once at the end.
+
+Knobs (environment): ``MZSR_TRITON_GRAPHS=0`` (eager), ``MZSR_TRITON_AUTOTUNE=0`` (first
+config of each candidate list, no tuning), ``MZSR_TRITON_WGRAD_ROW3=0`` (one-tap-per-program
+weight gradient).  ``python -m mzsr_fast.backends.triton`` times it against cuDNN.
 
 Graph path (CUDA, default): the reduction kernel of each layer applies ``w -= lr * g``
 right after that layer's dgrad has consumed ``w``.  Eager path (CPU interpreter, or
