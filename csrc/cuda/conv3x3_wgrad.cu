@@ -256,6 +256,22 @@ void launch_wgrad_tc(const Conv3x3WgradParams& p, cudaStream_t stream) {
 // ============================ bias partial and the reduction ============================
 constexpr int kRedThreads = 256;
 
+// s = sum_{c < n} src[c * stride] in increasing c, 8 independent loads in flight per
+// step (a plain loop waits one memory latency per term).
+__device__ __forceinline__ float ordered_sum(const float* __restrict__ src, long long stride, int n) {
+  float s = 0.f;
+  int c = 0;
+  for (; c + 8 <= n; c += 8) {
+    float v[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) v[u] = src[(c + u) * stride];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) s += v[u];
+  }
+  for (; c < n; ++c) s += src[c * stride];
+  return s;
+}
+
 // partial_b[chunk, co] = sum over the chunk's pixels of gy[p, co]: 4 pixel streams x 64
 // channel lanes, combined in a fixed order.
 __global__ void __launch_bounds__(kRedThreads) mzsr_conv3x3_bgrad_partial_nhwc(Conv3x3WgradParams p) {
@@ -268,8 +284,9 @@ __global__ void __launch_bounds__(kRedThreads) mzsr_conv3x3_bgrad_partial_nhwc(C
   for (int cb = 0; cb < p.Cout; cb += 64) {  // uniform trip count: the syncs are safe
     const int co = cb + lane;
     float s = 0.f;
-    if (co < p.Cout)
-      for (int pix = pstart + group; pix < pend; pix += 4) s += p.gy[static_cast<long long>(pix) * p.Cout + co];
+    if (co < p.Cout && pstart + group < pend)  // pixels pstart + group + 4 j, j < n
+      s = ordered_sum(p.gy + static_cast<long long>(pstart + group) * p.Cout + co, 4LL * p.Cout,
+                      (pend - pstart - group + 3) / 4);
     red[group][lane] = s;
     __syncthreads();
     if (group == 0 && co < p.Cout)
@@ -284,16 +301,13 @@ __global__ void __launch_bounds__(kRedThreads) mzsr_conv3x3_wgrad_reduce(Conv3x3
   const int MN = 9 * p.Cin * p.Cout;
   const int i = blockIdx.x * kRedThreads + threadIdx.x;
   if (i < MN) {
-    float s = 0.f;
-    for (int c = 0; c < p.num_chunks; ++c) s += p.partial_w[static_cast<long long>(c) * MN + i];
+    const float s = ordered_sum(p.partial_w + i, MN, p.num_chunks);
     const int m = i / p.Cout, co = i - m * p.Cout;
     const int tap = m / p.Cin, ci = m - tap * p.Cin;
     p.gw[(co * p.Cin + ci) * 9 + tap] = s;
   } else if (i < MN + p.Cout) {
     const int co = i - MN;
-    float s = 0.f;
-    for (int c = 0; c < p.num_chunks; ++c) s += p.partial_b[static_cast<long long>(c) * p.Cout + co];
-    p.gb[co] = s;
+    p.gb[co] = ordered_sum(p.partial_b + co, p.Cout, p.num_chunks);
   }
 }
 
