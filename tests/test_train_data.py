@@ -171,10 +171,10 @@ def test_validate_small_folder(tmp_path, setting, scale):
     from mzsr_fast.train.validate import load_valset, validate
 
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (26, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (90, 94, 3), dtype=np.uint8)).save(tmp_path / "a.png")  # LR >= the 21x21 kernel
     vs = load_valset(tmp_path, setting, scale)
     (name, lr, hr), = vs.items
-    assert hr.shape == (26 - 26 % scale, 30 - 30 % scale, 3) and lr.shape == (hr.shape[0] // scale, hr.shape[1] // scale, 3)
+    assert hr.shape == (90 - 90 % scale, 94 - 94 % scale, 3) and lr.shape == (hr.shape[0] // scale, hr.shape[1] // scale, 3)
     params = model.init_params(0)
     res = validate(params, vs, (0, 1), device="cpu")
     assert set(res) == {"bicubic", "psnr_0", "psnr_1", "val_time"}
