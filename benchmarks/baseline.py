@@ -21,23 +21,23 @@ class ModuleSGD:
         self.device = torch.device(device)
         self.cl = channels_last
         self.compile = compile
-        self._compiled = None
+        self.net = None
 
     def _fmt(self, t):
         return t.contiguous(memory_format=torch.channels_last) if self.cl else t
 
     def reset(self):
-        net = model.MZSRNet.from_params({k: v.to(self.device) for k, v in self.params0.items()})
-        self.net = net.to(memory_format=torch.channels_last) if self.cl else net
-        self.fwd = self.net
-        if self.compile:
-            if self._compiled is None:
-                self._compiled = torch.compile(self.net)
-            else:  # keep the compiled graph, reload the weights
-                self._compiled.load_state_dict(self.net.state_dict())
-                self.net = self._compiled._orig_mod if hasattr(self._compiled, "_orig_mod") else self.net
-            self.fwd = self._compiled
-            self.net = self._compiled
+        """Fresh copy of the starting weights (the module, and its compiled graph, are kept
+        across calls, as the backends keep their buffers and graphs)."""
+        p = {k: v.to(self.device) for k, v in self.params0.items()}
+        if self.net is None:
+            net = model.MZSRNet.from_params(p)
+            self.net = net.to(memory_format=torch.channels_last) if self.cl else net
+            self.fwd = torch.compile(self.net) if self.compile else self.net
+        else:
+            with torch.no_grad():
+                for name, t in self.net.named_parameters():
+                    t.copy_(p[name])
         self.opt = torch.optim.SGD(self.net.parameters(), lr=1e-2)
 
     def adapt(self, son_up, lr_img, schedule):

@@ -30,7 +30,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--weights", default=os.environ.get("MZSR_QUALITY_WEIGHTS") or None,
+                    help="safetensors weights (default: the shipped x2 direct ones)")
     ap.add_argument("--data", default=os.environ.get("MZSR_FAST_DATA", os.path.join(ROOT, "..", "shared", "data")))
     a = ap.parse_args()
     dev = "cuda"
@@ -47,14 +49,14 @@ def main() -> int:
                 print(f"backend {name}: unavailable ({why})", flush=True)
                 continue
             configs += [(name, p) for p in backends._load(name).precisions]
-    results = {"machine": machine_info(), "steps": a.steps, "setting": "g^d_2.0 (official set5_g20 LR)", "rows": []}
+    results = {"machine": machine_info(), "steps": a.steps, "weights": a.weights or "shipped default", "setting": "g^d_2.0 (official set5_g20 LR)", "rows": []}
     for name, prec in configs:
         row = {"backend": name, "precision": prec, "images": {}}
         try:
             for n, (lr, hr) in imgs.items():
                 x = torch.from_numpy(lr.copy()).permute(2, 0, 1).float().div(255).to(dev)
                 run = lambda: adapt_and_upscale(x, kernel=k, steps=a.steps, backend=name, device=dev,  # noqa: E731
-                                                precision=prec)
+                                                precision=prec, weights=a.weights)
                 run()  # warm-up: autotuning, graph capture, cudnn.benchmark
                 times = []
                 for _ in range(a.repeat):
