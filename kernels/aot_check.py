@@ -40,7 +40,7 @@ def _variants(K, quick: bool):
                           MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 out.append((f"fwd-{kind} {cin}->{cout} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}", fn, types, cx,
                             ptrs_fwd, nw, ns))
-        for c_in, c_out in [(64, 64), (3, 64)]:
+        for c_in, c_out in [(64, 64), (3, 64), (64, 3)]:
             types = dict(GY=adt, Wt=adt, MASK_SRC=adt, GX=adt, M="i32", H="i32", W="i32", M_BUCKET="i32")
             cfgs = K._TUNE[("dgrad", mode)] if K._tunable("dgrad", c_in, c_out, mode) else [K._fixed_config("dgrad", c_in, c_out, mode)]
             for bm, bn, bk, nw, ns in cfgs:
