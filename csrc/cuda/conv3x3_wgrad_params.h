@@ -8,8 +8,8 @@
 //       partial_b[c, co]                 = sum_{p in chunk c} gy[p, co]
 //  2. reduce: gw[co, ci, kh, kw] = sum_{c = 0, 1, ...} partial_w[c, (kh*3+kw)*Cin + ci, co],
 //            gb[co] = sum_c partial_b[c, co], always in increasing c.
-// The chunking depends on the shape only (mzsr_wgrad_chunking), so results are bitwise
-// reproducible run to run.
+// The chunking depends on the shape only (mzsr_wgrad_chunking_for), so results are
+// bitwise reproducible run to run.
 struct Conv3x3WgradParams {
   const float* x;     // (N, H, W, Cin) the layer input
   const float* gy;    // (N, H, W, Cout) gradient of the layer output
@@ -23,14 +23,22 @@ struct Conv3x3WgradParams {
 };
 
 constexpr int kMzsrWgradChunkAlign = 32;
-constexpr int kMzsrWgradMaxChunks = 128;
 
-// Chunking of P pixels: about kMzsrWgradMaxChunks chunks of at least 256 pixels.
-inline void mzsr_wgrad_chunking(long long P, int* chunk_pixels, int* num_chunks) {
-  long long c = (P + kMzsrWgradMaxChunks - 1) / kMzsrWgradMaxChunks;
-  if (c < 256) c = 256;
+// Chunking of P pixels: at most about max_chunks chunks of at least min_chunk pixels.
+// 128 x 256 suits the tensor-core kernel (the 64-channel layers: few blocks would leave
+// SMs idle, many would make the reduction read more partials); the small SIMT layers
+// (9*Cin*Cout <= 4096, the 3-channel ones) take 512 x 64: more blocks, cheap partials.
+inline void mzsr_wgrad_chunking(long long P, int max_chunks, int min_chunk, int* chunk_pixels, int* num_chunks) {
+  long long c = (P + max_chunks - 1) / max_chunks;
+  if (c < min_chunk) c = min_chunk;
   c = (c + kMzsrWgradChunkAlign - 1) / kMzsrWgradChunkAlign * kMzsrWgradChunkAlign;
   *chunk_pixels = static_cast<int>(c);
   *num_chunks = static_cast<int>((P + c - 1) / c);
   if (*num_chunks < 1) *num_chunks = 1;
+}
+
+// The chunking used for a layer: tc = whether the tensor-core partial kernel runs.
+inline void mzsr_wgrad_chunking_for(long long P, int Cin, int Cout, bool tc, int* chunk_pixels, int* num_chunks) {
+  const bool small = !tc && 9LL * Cin * Cout <= 4096;
+  mzsr_wgrad_chunking(P, small ? 512 : 128, small ? 64 : 256, chunk_pixels, num_chunks);
 }

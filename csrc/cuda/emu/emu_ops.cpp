@@ -49,7 +49,9 @@ int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int 
   p.W = W;
   p.Cin = Cin;
   p.Cout = Cout;
-  mzsr_wgrad_chunking(static_cast<long long>(N) * H * W, &p.chunk_pixels, &p.num_chunks);
+  p.chunk_pixels = kMzsrWgradChunkAlign;
+  const bool tc = mode != 0 && mzsr_conv3x3_wgrad_tc_ok(p);
+  mzsr_wgrad_chunking_for(static_cast<long long>(N) * H * W, Cin, Cout, tc, &p.chunk_pixels, &p.num_chunks);
   std::vector<float> pw(static_cast<size_t>(p.num_chunks) * 9 * Cin * Cout + 64, -1e30f);
   std::vector<float> pb(static_cast<size_t>(p.num_chunks) * Cout, -1e30f);
   // 32-byte aligned workspace as cudaMalloc's
@@ -57,16 +59,14 @@ int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int 
   while (reinterpret_cast<uintptr_t>(pwa) % 32) ++pwa;
   p.partial_w = pwa;
   p.partial_b = pb.data();
-  int tc = 0;
-  if (mode != 0 && mzsr_conv3x3_wgrad_tc_ok(p)) {
+  if (tc) {
     mzsr_launch_conv3x3_wgrad_partial_tc(p, prec_of(mode), nullptr);  // bias partials included
-    tc = 1;
   } else {
     mzsr_launch_conv3x3_wgrad_partial_simt(p, nullptr);
     mzsr_launch_conv3x3_bgrad_partial(p, nullptr);
   }
   mzsr_launch_conv3x3_wgrad_reduce(p, nullptr);
-  return tc;
+  return tc ? 1 : 0;
 }
 
 void emu_l1(const float* pred, const float* target, float* grad, float* loss, long long numel) {
