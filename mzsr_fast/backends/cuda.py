@@ -2,18 +2,24 @@
 NHWC activations, no autograd; on CUDA the k-step adaptation and the upscale forward are
 each captured once into a CUDA graph per (input shape, steps) and replayed.
 
-One SGD step is one call of ``cuda_adapt_step`` (k steps: ``cuda_adapt``), 43 kernel
-launches, all on the current stream::
+One SGD step is one call of ``cuda_adapt_step`` (k steps: ``cuda_adapt``), 37 kernel
+launches for tf32/bf16 (43 for fp32), all on the current stream::
 
     pack:   every weight into its forward (9 Cin, Cout) and input-gradient (9 Cout, Cin)
             GEMM operand (one launch)
     fwd:    8 x conv3x3 implicit GEMM, epilogue bias + ReLU (layers 0-6) / bias + global
             residual (layer 7)
     loss:   L1 loss + gradient (two fixed-order stages)
-    bwd:    per layer 7..0: wgrad partials over fixed pixel chunks, bias partials, one
-            fixed-order reduction (deterministic, no atomics); dgrad with the ReLU mask of
-            the layer input (layers 7..1)
+    bwd:    per layer 7..0: wgrad partials over fixed pixel chunks (+ bias partials: in
+            the tensor-core kernel, else one more launch), one fixed-order reduction
+            (deterministic, no atomics); dgrad with the ReLU mask of the layer input
+            (layers 7..1)
     update: one multi-tensor SGD launch, lr read from device memory
+
+NVTX (eager runs): ``mzsr/adapt/step<i>/{pack,fwd,loss,bwd,update}`` with per-layer
+children ``fwd/layer<i>`` and ``bwd/layer<i>/{wgrad,dgrad}``; kernels are named
+``mzsr::mzsr_conv3x3_{fwd,dgrad}_{fp32,tc}_nhwc``, ``mzsr::mzsr_conv3x3_wgrad_{fp32,tc}_nhwc``,
+``mzsr::mzsr_conv3x3_wgrad_reduce``, ``mzsr::mzsr_l1_loss_*``, ``mzsr::mzsr_sgd_update_multi_tensor``.
 
 Precisions: ``fp32`` runs the exact FFMA kernels everywhere; ``tf32`` / ``bf16`` run the
 64-channel layers on tensor cores (WMMA, fp32 accumulation, fp32 master weights) and
