@@ -129,8 +129,8 @@ def _backend_names():
 
 
 @pytest.mark.parametrize("name", _backend_names())
-@pytest.mark.parametrize("weights", [[0.0, 1.0], [0.4, 0.6]])
-def test_fo_backend_gradients_match_autograd(name, weights):
+def test_fo_backend_gradients_match_autograd(name):
+    weights = [0.4, 0.6]  # both steps weighted: covers the multi-step path and the last step
     from mzsr_fast import backends
     from mzsr_fast.train.meta import fo_backend_gradients
 
