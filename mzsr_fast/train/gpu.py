@@ -102,7 +102,7 @@ class BankSampler:
 
 # ----------------------------------------------------------------------------- recipe
 STAGES = ("pre_x2", "meta_x2_direct", "meta_x2_bicubic", "pre_x4", "meta_x4_direct")
-DEFAULT_SHARES = "pre_x2=0.30,meta_x2_direct=0.45,meta_x2_bicubic=0.08,pre_x4=0.05,meta_x4_direct=0.12"
+DEFAULT_SHARES = "pre_x2=0.25,meta_x2_direct=0.40,meta_x2_bicubic=0.08,pre_x4=0.07,meta_x4_direct=0.20"
 OUT_NAMES = {"pre_x2": "pretrain_x2_bicubic", "meta_x2_direct": "mzsr_x2_direct",
              "meta_x2_bicubic": "mzsr_x2_bicubic", "pre_x4": "pretrain_x4_bicubic", "meta_x4_direct": "mzsr_x4_direct"}
 
