@@ -374,6 +374,9 @@ class TritonBackend(Backend):
         return self._loss1[0].clone(), {k: v.clone() for k, v in g.items()}
 
     def step(self, x, target, lr: float) -> torch.Tensor:
+        if self.use_graphs:
+            # one step = the captured one-step graph (lr in its device tensor)
+            return self.adapt(x, target, [float(lr)])[0]
         self._check_prepared()
         x, target = self._check_input(x), self._check_input(target, "target")
         pl = self._plan(x.shape)
