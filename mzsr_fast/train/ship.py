@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import model
 from .common import DEFAULT_VAL
 
-__all__ = ["ship", "write_sums"]
+__all__ = ["ship", "ship_recipe", "write_sums"]
 
 WEIGHTS_DIR = model.WEIGHTS_DIR
 
@@ -118,16 +118,58 @@ Shipped {date}.
 """
 
 
+RECIPE_SHIP = {"pre_x2": "pretrain_x2_bicubic", "meta_x2_direct": "mzsr_x2_direct",
+               "meta_x2_bicubic": "mzsr_x2_bicubic", "meta_x4_direct": "mzsr_x4_direct"}
+
+
+def ship_recipe(run_dir, *, only_better: bool = True, note: str = "") -> list[dict]:
+    """Ship the outputs of ``scripts/gpu_train.sh RUN_DIR`` using the validation measured
+    there (``summary.json``); with ``only_better`` a file replaces a shipped one only if its
+    MZSR(10) PSNR on the same setting is higher than the one recorded in the shipped file."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    done = []
+    for stage, name in RECIPE_SHIP.items():
+        rec = summary.get("stages", {}).get(stage, {})
+        src = run_dir / f"{name}.safetensors"
+        if not src.is_file() or "val" not in rec:
+            done.append({"name": name, "shipped": False, "why": "no output or no validation"})
+            continue
+        val = rec["val"]
+        measured = {k: val[k] for k in ("bicubic", "psnr_0", "psnr_1", "psnr_10") if k in val}
+        key = f"set5_{val['setting']}_psnr_10"
+        cur = WEIGHTS_DIR / f"{name}.safetensors"
+        if only_better and cur.is_file():
+            _, m = model.load_weights(cur, verify=False)
+            old = float(m.get(key, "-inf"))
+            if measured.get("psnr_10", -1e9) <= old:
+                done.append({"name": name, "shipped": False, "why": f"MZSR(10) {measured.get('psnr_10')} <= shipped {old}"})
+                continue
+        r = ship(src, name, evaluate=False, measured=measured,
+                 note=note or f"GPU recipe run ({summary.get('device')}, {rec.get('budget_s')} s stage budget); "
+                              f"validated on the GPU with the reference backend",
+                 extra={"recipe_summary": {"elapsed_s": summary.get("elapsed_s"), "stage": rec}})
+        done.append({"name": name, "shipped": True, **{k: r[k] for k in ("sha256", "eval")}})
+    return done
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mzsr_fast.train.ship", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src")
-    p.add_argument("name", help="file stem, e.g. mzsr_x2_direct")
+    p.add_argument("src", help="a .safetensors file, or with --recipe the OUTDIR of scripts/gpu_train.sh")
+    p.add_argument("name", nargs="?", help="file stem, e.g. mzsr_x2_direct")
+    p.add_argument("--recipe", action="store_true", help="ship all outputs of a GPU recipe run that improve")
+    p.add_argument("--force", action="store_true", help="with --recipe: ship even if not better")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--note", default="")
     p.add_argument("--set", action="append", default=[], help="extra metadata KEY=VALUE")
     p.add_argument("--measured", default=None, help='JSON of already measured results, e.g. {"bicubic": 28.74, "psnr_10": 30.1}')
     a = p.parse_args(argv)
+    if a.recipe:
+        print(json.dumps(ship_recipe(a.src, only_better=not a.force, note=a.note), indent=1))
+        return 0
+    if not a.name:
+        p.error("name is required")
     extra = dict(kv.split("=", 1) for kv in a.set)
     r = ship(a.src, a.name, evaluate=not a.no_eval, note=a.note, extra=extra,
              measured=json.loads(a.measured) if a.measured else None)
