@@ -62,9 +62,11 @@ def main() -> int:
         mine = {k: v.cpu() for k, v in b.params().items()}
         errs = {"losses": rel(losses.cpu(), rlosses), "upscale": rel(sr.cpu(), rsr)}
         # weights: error / (max |reference update| + 4 float32 ulps of max |w|), / 10
-        errs["updates"] = max(float((mine[k] - rparams[k]).abs().max())
-                              / (float((rparams[k] - params[k]).abs().max()) + 4 * 2.0**-24 * float(params[k].abs().max()))
-                              for k in rparams) / 10
+        def upd_err(k):
+            scale = float((rparams[k] - params[k]).abs().max()) + 4 * 2.0**-24 * float(params[k].abs().max())
+            return float((mine[k] - rparams[k]).abs().max()) / scale
+
+        errs["updates"] = max(upd_err(k) for k in rparams) / 10
         bad = {k: v for k, v in errs.items() if not v <= TOL[prec]}
         print(f"cuda_sanitize {prec}: " + ", ".join(f"{k} rel err {v:.3g}" for k, v in errs.items())
               + f" (tol {TOL[prec]}) -> {'FAIL' if bad else 'ok'}")

@@ -124,8 +124,8 @@ at::Tensor pack_one(const at::Tensor& w, bool dgrad) {
 }
 
 // y = epilogue(conv(x, wpack)); the tensor-core kernel when prec != fp32 and it applies.
-at::Tensor run_conv(const at::Tensor& x, const at::Tensor& wpack, int64_t cout, const float* bias, const at::Tensor* mask,
-                    const at::Tensor* residual, bool relu, MzsrPrecision prec, Conv3x3Op op) {
+at::Tensor run_conv(const at::Tensor& x, const at::Tensor& wpack, int64_t cout, const float* bias,
+                    const at::Tensor* mask, const at::Tensor* residual, bool relu, MzsrPrecision prec, Conv3x3Op op) {
   at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2), cout}, x.options());
   Conv3x3Params p{};
   p.x = x.data_ptr<float>();

@@ -290,7 +290,8 @@ __global__ void __launch_bounds__(kRedThreads) mzsr_conv3x3_bgrad_partial_nhwc(C
     red[group][lane] = s;
     __syncthreads();
     if (group == 0 && co < p.Cout)
-      p.partial_b[static_cast<long long>(chunk) * p.Cout + co] = ((red[0][lane] + red[1][lane]) + red[2][lane]) + red[3][lane];
+      p.partial_b[static_cast<long long>(chunk) * p.Cout + co] =
+          ((red[0][lane] + red[1][lane]) + red[2][lane]) + red[3][lane];
     __syncthreads();
   }
 }

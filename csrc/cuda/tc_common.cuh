@@ -38,6 +38,8 @@ __device__ __forceinline__ float4 zero4() { return make_float4(0.f, 0.f, 0.f, 0.
 
 __device__ __forceinline__ float4 ldg4(const float* src) { return *reinterpret_cast<const float4*>(src); }
 
-inline bool aligned16(const void* ptr) { return ptr == nullptr || (reinterpret_cast<unsigned long long>(ptr) & 15ull) == 0; }
+inline bool aligned16(const void* ptr) {
+  return ptr == nullptr || (reinterpret_cast<unsigned long long>(ptr) & 15ull) == 0;
+}
 
 }  // namespace mzsr
