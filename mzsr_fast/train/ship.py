@@ -37,7 +37,7 @@ def write_sums(folder: Path = WEIGHTS_DIR) -> Path:
 
 
 def ship(src, name: str, *, evaluate: bool = True, note: str = "", val_data=DEFAULT_VAL, extra: dict | None = None,
-         measured: dict | None = None) -> dict:
+         measured: dict | None = None, measured_on: str = "this machine's CPU") -> dict:
     params, meta = model.load_weights(src, verify=False)
     meta = {k: _maybe_json(v) for k, v in meta.items()}
     meta.update(extra or {})
@@ -64,7 +64,7 @@ def ship(src, name: str, *, evaluate: bool = True, note: str = "", val_data=DEFA
     dst.chmod(0o644)  # package data: world-readable
     write_sums()
     sha = hashlib.sha256(dst.read_bytes()).hexdigest()
-    card = _card(name, meta, res, setting, scale, sha, date)
+    card = _card(name, meta, res, setting, scale, sha, date, measured_on)
     (WEIGHTS_DIR / f"{name}.md").write_text(card)
     return {"path": str(dst), "sha256": sha, "eval": res, "meta": meta}
 
@@ -83,7 +83,7 @@ def _f(res, k):
     return f"{res[k]:.2f}" if k in res else "-"
 
 
-def _card(name, meta, res, setting, scale, sha, date) -> str:
+def _card(name, meta, res, setting, scale, sha, date, measured_on="this machine's CPU") -> str:
     keys = ["stage", "scale", "subsampling", "arch", "steps", "train_time_s", "patch", "batch", "meta_batch",
             "inner_steps", "alpha", "beta", "first_order", "first_order_steps", "init", "data", "world", "machine"]
     rows = "\n".join(f"| {k} | {meta[k]} |" for k in keys if k in meta)
@@ -91,7 +91,8 @@ def _card(name, meta, res, setting, scale, sha, date) -> str:
     rows += "\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(other.items()))
     if res:
         val = (f"Set5 x{scale}, {_LABEL.get(setting, setting)}, Y-PSNR (dB, shave {scale}), reference backend, "
-               f"default adaptation lr schedule (2e-2, 1e-2 x3, then 5e-3), measured {date} on this machine's CPU:\n\n"
+               f"default adaptation lr schedule (2e-2, 1e-2 x3, then 5e-3), measured on {measured_on} "
+               f"(recorded {date}):\n\n"
                f"| bicubic | no adaptation | MZSR(1) | MZSR(10) |\n|---|---|---|---|\n"
                f"| {_f(res, 'bicubic')} | {_f(res, 'psnr_0')} | {_f(res, 'psnr_1')} | {_f(res, 'psnr_10')} |\n")
     else:
@@ -101,8 +102,8 @@ def _card(name, meta, res, setting, scale, sha, date) -> str:
 MZSR network (SPEC section 1: 8 conv 3x3 layers, 64 channels, global residual), fp32,
 {model.num_params()} parameters, safetensors with metadata.  SHA-256 `{sha}`.
 
-Trained only on `shared/data/train` (T91 + BSD200 + half of General100, 340 images);
-Set5/Set14 were used for validation only.  Trained with `mzsr_fast.train`
+Trained only on images of `shared/data/train` (T91 + BSD200 + half of General100, 340
+images; see `data` below for the folder actually used); Set5/Set14 were used for validation only.  Trained with `mzsr_fast.train`
 ({'pretraining' if meta.get('stage') == 'pretrain' else 'meta-transfer learning'}).
 
 ## Validation
@@ -148,7 +149,9 @@ def ship_recipe(run_dir, *, only_better: bool = True, note: str = "") -> list[di
         r = ship(src, name, evaluate=False, measured=measured,
                  note=note or f"GPU recipe run ({summary.get('device')}, {rec.get('budget_s')} s stage budget); "
                               f"validated on the GPU with the reference backend",
-                 extra={"recipe_summary": {"elapsed_s": summary.get("elapsed_s"), "stage": rec}})
+                 extra={"recipe_summary": {"elapsed_s": summary.get("elapsed_s"), "stage": rec,
+                                           "data": summary.get("data")}},
+                 measured_on=f"{summary.get('device')} (reference backend)")
         done.append({"name": name, "shipped": True, **{k: r[k] for k in ("sha256", "eval")}})
     return done
 
