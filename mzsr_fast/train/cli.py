@@ -15,8 +15,9 @@ __all__ = ["register"]
 
 def _run_pretrain(args) -> int:
     from . import pretrain
-    from .common import TrainingDiverged
+    from .common import TrainingDiverged, install_stop_handler
 
+    install_stop_handler()
     try:
         res = pretrain.run(args)
     except TrainingDiverged as e:
@@ -28,8 +29,9 @@ def _run_pretrain(args) -> int:
 
 def _run_meta(args) -> int:
     from . import dist, meta
-    from .common import TrainingDiverged
+    from .common import TrainingDiverged, install_stop_handler
 
+    install_stop_handler()
     try:
         res = meta.run(args)
     except TrainingDiverged as e:

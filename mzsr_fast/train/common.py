@@ -20,6 +20,31 @@ DEFAULT_DATA = os.environ.get("MZSR_FAST_TRAIN_DATA", str(Path(__file__).resolve
 DEFAULT_VAL = os.environ.get("MZSR_FAST_VAL_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data" / "set5"))
 
 
+_STOP = {"flag": False, "installed": False}
+
+
+def install_stop_handler() -> None:
+    """SIGTERM/SIGINT -> finish the current step, checkpoint, stop (``stop_requested()``).
+    A second signal is not caught: it kills as usual.  Main thread only (signal rules)."""
+    import signal
+    import threading
+
+    if _STOP["installed"] or threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        _STOP["flag"] = True
+        signal.signal(signum, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    _STOP["installed"] = True
+
+
+def stop_requested() -> bool:
+    return _STOP["flag"]
+
+
 class TrainingDiverged(RuntimeError):
     """A non-finite loss or gradient: training stops, the last good checkpoint is kept."""
 

@@ -193,6 +193,11 @@ def recipe(a) -> dict:
         # this stage's share of what is left, so early stages that end early give time back
         rest = sum(shares[s] for s in plan[si:])
         budget = left * shares[stage] / rest
+        from .common import stop_requested
+
+        if stop_requested():
+            summary["stages"][stage] = {"skipped": "stopped by a signal"}
+            continue
         if budget < 1:
             summary["stages"][stage] = {"skipped": f"{max(budget, 0):.1f} s of budget for it"}
             continue
@@ -327,6 +332,9 @@ def main(argv=None) -> int:
         return 0
     if not a.data:
         raise SystemExit("no training data: pass --data DIR (e.g. .device_carry/train)")
+    from .common import install_stop_handler
+
+    install_stop_handler()  # SIGTERM: finish the stage's current step, save its outputs, skip the rest
     s = recipe(a)
     print(json.dumps(s, indent=1))
     return 0

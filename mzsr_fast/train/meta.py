@@ -43,8 +43,10 @@ from .common import (
     check_finite,
     export_weights,
     fmt,
+    install_stop_handler,
     machine_desc,
     setup_torch,
+    stop_requested,
 )
 from .data import KERNEL_MIX, PatchSampler, load_folder, sample_pretrain_batch, sample_task, step_rng
 from .log import JsonlLogger, make_bar, plot_log
@@ -449,7 +451,7 @@ def run(args, *, images=None, sampler=None) -> dict:
                     bar.write(f"[meta] plot failed: {e}")
             t_now = time.perf_counter()
             due = step % args.ckpt_every == 0 or t_now - last_ckpt_t >= args.ckpt_every_s
-            stop = bool(args.time_budget) and timer.session() >= args.time_budget
+            stop = (bool(args.time_budget) and timer.session() >= args.time_budget) or stop_requested()
             # time-based decisions differ between ranks: agree on them
             if info.enabled:
                 due, stop = dist_mod.any_flag(due, info, dev), dist_mod.any_flag(stop, info, dev)
@@ -457,7 +459,8 @@ def run(args, *, images=None, sampler=None) -> dict:
                 save(step)
                 last_ckpt_t = t_now
             if stop:
-                log.log(kind="event", event="time_budget", step=step, time=timer.total())
+                log.log(kind="event", event="signal" if stop_requested() else "time_budget", step=step,
+                        time=timer.total())
                 break
         save(step)
     finally:
@@ -478,6 +481,7 @@ def main(argv=None) -> int:
     p = add_args(argparse.ArgumentParser(prog="python -m mzsr_fast.train.meta", description=__doc__,
                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     args = p.parse_args(argv)
+    install_stop_handler()
     try:
         res = run(args)
     except TrainingDiverged as e:

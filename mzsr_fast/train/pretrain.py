@@ -28,8 +28,10 @@ from .common import (
     check_finite,
     export_weights,
     fmt,
+    install_stop_handler,
     machine_desc,
     setup_torch,
+    stop_requested,
 )
 from .data import PatchSampler, load_folder, sample_pretrain_batch, step_rng
 from .log import JsonlLogger, make_bar, plot_log
@@ -166,6 +168,9 @@ def run(args, *, images=None, sampler=None) -> dict:
             if args.time_budget and timer.session() >= args.time_budget:
                 log.log(kind="event", event="time_budget", step=step, time=timer.total())
                 break
+            if stop_requested():
+                log.log(kind="event", event="signal", step=step, time=timer.total())
+                break
         save(step)
     finally:
         bar.close()
@@ -188,6 +193,7 @@ def main(argv=None) -> int:
     p = add_args(argparse.ArgumentParser(prog="python -m mzsr_fast.train.pretrain", description=__doc__,
                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     args = p.parse_args(argv)
+    install_stop_handler()
     try:
         res = run(args)
     except TrainingDiverged as e:
