@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile-check of the CUDA backend on a machine without a GPU (and without CUDA torch):
-#   1. every csrc/cuda/*.cu with nvcc for sm_80 and sm_90 (-lineinfo, warnings are
-#      errors, ptxas register spills reported);
+#   1. every csrc/cuda/*.cu with nvcc for sm_80 and sm_90 (-lineinfo, torch's extension
+#      nvcc flags, warnings are errors, register spills / local memory are errors);
 #   2. the torch binding csrc/cuda/*.cpp with g++ -fsyntax-only against the headers of
 #      the installed torch (the CPU wheel ships the ATen/c10 CUDA headers; the one
 #      generated header it lacks, c10/cuda/impl/cuda_cmake_macros.h, is stubbed) and the
@@ -27,6 +27,13 @@ GENCODE=()
 IFS=';' read -ra ARCHS <<< "${MZSR_FAST_CUDA_ARCHS:-80;90}"
 for a in "${ARCHS[@]}"; do GENCODE+=("-gencode" "arch=compute_${a},code=sm_${a}"); done
 
+# the flags torch's CUDAExtension adds to every nvcc call (no implicit half/bf16
+# conversions...), so that this check compiles the .cu files as setup.py does
+TORCH_NVCC_FLAGS=()
+if flags="$("$PY" -c 'from torch.utils.cpp_extension import COMMON_NVCC_FLAGS as f; print(" ".join(f))' 2>/dev/null)"; then
+  read -ra TORCH_NVCC_FLAGS <<< "$flags"
+fi
+
 echo "cuda_check: $("$NVCC" --version | tail -1)"
 echo "cuda_check: nvcc ${#ARCHS[@]} arch(s) (${ARCHS[*]}) x $(ls "$ROOT"/csrc/cuda/*.cu | wc -l) file(s)"
 fail=0
@@ -35,7 +42,7 @@ names=()
 for f in "$ROOT"/csrc/cuda/*.cu; do
   b="$(basename "$f" .cu)"
   (
-    "$NVCC" -std=c++17 -O3 -lineinfo -I"$ROOT/csrc" -DMZSR_FAST_WITH_CUDA "${GENCODE[@]}" \
+    "$NVCC" -std=c++17 -O3 -lineinfo -I"$ROOT/csrc" -DMZSR_FAST_WITH_CUDA "${TORCH_NVCC_FLAGS[@]}" "${GENCODE[@]}" \
       -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -Xptxas -warn-spills,-warn-lmem-usage \
       -c "$f" -o "$TMP/$b.o" > "$TMP/$b.log" 2>&1
   ) &
