@@ -42,6 +42,15 @@ from .base import Backend
 __all__ = ["CudaBackend"]
 
 _OPS = ("conv3x3_fwd", "cuda_adapt", "cuda_net_forward", "cuda_net_grads", "cuda_adapt_step")
+#: captured graphs kept per kind (adapt / upscale); each holds a private memory pool, so
+#: the oldest is dropped beyond this (images of many sizes in one process)
+_MAX_GRAPHS = int(os.environ.get("MZSR_CUDA_MAX_GRAPHS", "8"))
+
+
+def _remember(cache: dict, key, ent) -> None:
+    cache[key] = ent
+    while len(cache) > max(1, _MAX_GRAPHS):
+        cache.pop(next(iter(cache)))
 
 
 def _ops():
@@ -173,7 +182,7 @@ class CudaBackend(Backend):
                 sy.copy_(_ops().cuda_net_forward(self._plist, _nhwc(sx), self.precision).permute(0, 3, 1, 2))
 
             ent = (self._capture(body), sx, sy)
-            self._fgraphs[key] = ent
+            _remember(self._fgraphs, key, ent)
         graph, sx, sy = ent
         with nvtx.range("mzsr/cuda/upscale"):
             sx.copy_(x)
@@ -220,7 +229,7 @@ class CudaBackend(Backend):
                 _ops().cuda_adapt(scratch, _nhwc(sx), _nhwc(st), torch.zeros_like(lrs), self.precision)
 
             ent = (self._capture(body, warm), sx, st, lrs, losses)
-            self._graphs[key] = ent
+            _remember(self._graphs, key, ent)
         graph, sx, st, lrs, losses = ent
         with nvtx.range("mzsr/cuda/adapt"):
             sx.copy_(x)
