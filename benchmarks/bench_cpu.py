@@ -153,22 +153,30 @@ def _run_whole(provider, kind, name, prec, cl, lr, kernel):
     return (sr[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
 
 
+# ru_maxrss survives fork/exec (it would report the parent's peak): read VmHWM of the
+# fresh process instead, after resetting it to the current RSS (clear_refs 5).
 _PEAK_SCRIPT = r"""
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {root!r})
 import numpy as np, torch
 from benchmarks import bench_cpu as B
+def vm(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
 p = [q for q in B.PROVIDERS if q[0] == {provider!r}][0]
 lr, hr, k = B._baby()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = vm("VmRSS:")
 B._run_whole(*p, lr, k)
-print(json.dumps({{"base_kib": base, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+print(json.dumps({{"base_kib": base, "peak_kib": vm("VmHWM:")}}))
 """
 
 
 def peak_rss_mib(provider: str) -> dict:
-    """Peak RSS of one whole call in a fresh process: (peak, peak above the process's
-    RSS just before the call) in MiB."""
+    """Peak RSS of one (first) whole call in a fresh process: (peak, peak above the
+    process's RSS just before the call) in MiB (Linux /proc)."""
     out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT.format(root=ROOT, provider=provider)],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     d = json.loads(out.stdout.strip().splitlines()[-1])
