@@ -95,6 +95,18 @@ def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
     def score(sr, secs, **extra):
         return {"psnr": psnr_y(sr, hr, s), "ssim": ssim_y(sr, hr, s), "seconds": secs, **extra}
 
+    def best_shift(sr):
+        """The +-1 HR-pixel shift (dy, dx) of the output with the best PSNR (alignment check)."""
+        ps = {(dy, dx): psnr_y(np.roll(sr, (dy, dx), axis=(0, 1)), hr, s + 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+        return list(max(ps, key=ps.get))
+
+    def save(sr, key):
+        if a.save_dir:
+            from PIL import Image
+
+            Path(a.save_dir).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(sr).save(Path(a.save_dir) / f"{path.stem}_{key}.png")
+
     t = time.perf_counter()
     bic = imresize(lr, s)
     row["methods"]["bicubic"] = score(bic, time.perf_counter() - t)
@@ -112,7 +124,8 @@ def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
             _sync(a.device)
             times.append(time.perf_counter() - t)
         row["methods"][f"mzsr{k}"] = score(sr, statistics.median(times), times=times, backend=info["backend_detail"],
-                                           weights=info["weights"])
+                                           weights=info["weights"], best_shift=best_shift(sr))
+        save(sr, f"mzsr{k}")
         m = row["methods"][f"mzsr{k}"]
         print(f"  {path.name}: MZSR({k}) {m['psnr']:.2f} dB {m['seconds']:.3f} s", flush=True)
 
@@ -129,7 +142,8 @@ def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
         row["methods"]["zssr"] = score(sr, dt, iterations=info["iterations"], lr_changes=info["lr_changes"],
                                        train_seconds=info["times"]["train"],
                                        ensemble_seconds=info["times"]["ensemble"], seed=info["seed"],
-                                       mse_rec=info["mse_rec"])
+                                       mse_rec=info["mse_rec"], best_shift=best_shift(sr))
+        save(sr, "zssr")
         m = row["methods"]["zssr"]
         print(f"  {path.name}: ZSSR {m['psnr']:.2f} dB {dt:.1f} s ({info['iterations']} iterations, "
               f"lr changes {info['lr_changes']})", flush=True)
@@ -217,6 +231,8 @@ def write_md(res: dict, stem: Path) -> None:
             cells.append(f"{v['psnr']:.2f} / {v['seconds']:.3g}" if v else "-")
         z = r["methods"].get("zssr")
         it = f"{z['iterations']} (lr /10 at {z['lr_changes']})" if z else "-"
+        if z and "best_shift" in z:
+            it += f", best +-1 px shift {tuple(z['best_shift'])}"
         lines.append(f"| {r['image']} | " + " | ".join(cells) + f" | {it} |")
     lines += ["", f"Plot: `{stem.name}.png`; raw numbers: `{stem.name}.json`.", ""]
     _out(stem, ".md").write_text("\n".join(lines))
@@ -288,6 +304,7 @@ def main(argv=None) -> int:
     ap.add_argument("--progress", action="store_true", help="ZSSR progress bars")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--tag", default="", help="suffix for the output names")
+    ap.add_argument("--save-dir", default=None, help="also save the ZSSR and MZSR outputs (PNG) here")
     ap.add_argument("--from-json", default=None, help="re-render the .md/.png of an earlier JSON and exit")
     a = ap.parse_args(argv)
 
