@@ -30,6 +30,12 @@ DEV = "cuda"
 #: per precision: (rel tol of one op, rel tol of the whole backend vs the fp32 reference)
 TOL = {"fp32": (1e-4, 2e-4), "tf32": (5e-3, 2e-2), "bf16": (3e-2, 6e-2)}
 PRECISIONS = ("fp32", "tf32", "bf16")
+#: + the tensor-core conv kernel's second warp layout (precision strings "tf32:1", "bf16:1")
+CONV_PRECISIONS = PRECISIONS + ("tf32:1", "bf16:1")
+
+
+def _tol(precision, which=0):
+    return TOL[precision.split(":")[0]][which]
 
 #: (N, H, W, Cin, Cout): 1x1, odd sizes, sizes not a multiple of the 64-pixel tile, the
 #: 3-channel first/last layers, batch 2, several wgrad chunks (> 256 pixels), several
@@ -120,19 +126,19 @@ def _emu_pack(lib, w):
     return fwd, dg
 
 
-_EMU_MODE = {"fp32": 0, "tf32": 1, "bf16": 2}
+_EMU_MODE = {"fp32": 0, "tf32": 1, "bf16": 2, "tf32:1": 11, "bf16:1": 12}
 #: small shapes: the emulator runs one std::thread per CUDA thread
 _EMU_SHAPES = [(2, 3, 5, 3, 64), (1, 4, 3, 64, 3), (1, 17, 19, 64, 64)]  # 17x19: 5 tiles + a tail, 2 wgrad chunks
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS + ("bf16:1",))
 @pytest.mark.parametrize("shape", _EMU_SHAPES, ids=_sid)
 def test_kernels_on_cpu_emulator(emu, shape, precision):
     """fwd (bias+relu, residual), dgrad (with/without mask), wgrad+bias: the real kernel
     sources on the CPU emulator vs the reference; tensor-core kernels where they apply."""
     N, H, W, ci, co = shape
     mode = _EMU_MODE[precision]
-    tol = TOL[precision][0]
+    tol = _tol(precision)
     g = torch.Generator().manual_seed(hash(shape) % 1000)
     x = torch.randn(N, H, W, ci, generator=g)
     w = torch.randn(co, ci, 3, 3, generator=g) / (3 * ci**0.5)
@@ -154,7 +160,7 @@ def test_kernels_on_cpu_emulator(emu, shape, precision):
     emu.emu_conv(_p(gy), _p(dg), _p(None), _p(None), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
     _close(gx, R.conv3x3_dgrad(gy.double(), w.double()), tol, f"dgrad {shape} {precision}")
     gw, gb = torch.full((co, ci, 3, 3), float("nan")), torch.full((co,), float("nan"))
-    emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, mode)
+    emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, mode % 10)
     rw, rb = R.conv3x3_wgrad(x.double(), gy.double())
     # wgrad sums N*H*W products: compare to the reference scale with the op tolerance x 2
     _close(gw, rw, 2 * tol, f"wgrad {shape} {precision}")
@@ -200,7 +206,7 @@ gpu = pytest.mark.gpu
 
 
 @gpu
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", CONV_PRECISIONS)
 @pytest.mark.parametrize("shape", SHAPES, ids=_sid)
 def test_conv3x3_fwd(shape, precision):
     ops = _ops()
@@ -208,7 +214,7 @@ def test_conv3x3_fwd(shape, precision):
     g = torch.Generator().manual_seed(1)
     x, w = _rand((N, H, W, ci), g), _rand((co, ci, 3, 3), g, 1 / (3 * ci**0.5))
     b, res = _rand((co,), g), _rand((N, H, W, co), g)
-    tol = TOL[precision][0]
+    tol = _tol(precision)
     for bias, relu, resid in ((b, True, None), (b, False, res), (None, False, None), (None, True, res)):
         y = ops.cuda_conv3x3_fwd(x, w, bias, relu, resid, precision)
         want = R.conv3x3_fwd(x.double(), w.double(), None if bias is None else bias.double(), relu,
@@ -220,7 +226,7 @@ def test_conv3x3_fwd(shape, precision):
 
 
 @gpu
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", CONV_PRECISIONS)
 @pytest.mark.parametrize("shape", SHAPES, ids=_sid)
 def test_conv3x3_dgrad(shape, precision):
     ops = _ops()
@@ -228,7 +234,7 @@ def test_conv3x3_dgrad(shape, precision):
     g = torch.Generator().manual_seed(2)
     gy, w = _rand((N, H, W, co), g), _rand((co, ci, 3, 3), g, 1 / (3 * ci**0.5))
     mask = _rand((N, H, W, ci), g)
-    tol = TOL[precision][0]
+    tol = _tol(precision)
     for m in (mask, None):
         gx = ops.cuda_conv3x3_dgrad(gy, w, m, precision)
         want = R.conv3x3_dgrad(gy.double(), w.double(), None if m is None else m.double())
@@ -246,7 +252,7 @@ def test_conv3x3_wgrad(shape, precision):
     N, H, W, ci, co = shape
     g = torch.Generator().manual_seed(3)
     x, gy = _rand((N, H, W, ci), g), _rand((N, H, W, co), g)
-    tol = TOL[precision][0]
+    tol = _tol(precision)
     gw, gb = ops.cuda_conv3x3_wgrad(x, gy, precision)
     rw, rb = R.conv3x3_wgrad(x.double(), gy.double())
     _close(gw, rw, 2 * tol, f"wgrad {shape} {precision}")
@@ -300,7 +306,7 @@ def _net_inputs(n, h, w, seed=0, bias=True):
 
 
 @gpu
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", CONV_PRECISIONS)
 @pytest.mark.parametrize("nhw", [(1, 1, 1), (2, 9, 7), (1, 30, 41)], ids=str)
 def test_adapt_step_vs_reference(nhw, precision):
     """One fused step (cuda_adapt_step; adapt_step for fp32) vs reference.adapt_step in
@@ -312,7 +318,7 @@ def test_adapt_step_vs_reference(nhw, precision):
     rloss = R.adapt_step(ref, x.double(), tgt.double(), lr.double())
     mine = [p.clone() for p in plist]
     loss = ops.cuda_adapt_step(mine, x, tgt, lr, precision)
-    tol = TOL[precision][1]
+    tol = _tol(precision, 1)
     _close(loss, rloss, tol, f"adapt_step loss {nhw} {precision}")
     for i, (a, b, p0) in enumerate(zip(mine, ref, plist)):
         # compare the updates (p_after - p_before): the weights themselves barely move
@@ -333,7 +339,7 @@ def test_net_grads_and_forward_vs_reference(precision):
     rloss, gout = R.l1_loss_grad(acts[-1], tgt.double())
     rgrads = R.net_backward(pd, acts, gout)
     loss, grads = ops.cuda_net_grads(plist, x, tgt, precision)
-    tol = TOL[precision][1]
+    tol = _tol(precision, 1)
     _close(loss, rloss, tol, f"net loss {precision}")
     for i, (a, b) in enumerate(zip(grads, rgrads)):
         _close(a, b, tol, f"net grad {i} {precision}")
@@ -404,7 +410,7 @@ def test_backend_vs_reference(precision, use_graphs):
     ref = ReferenceBackend(DEV, "fp32")  # TF32 off: the exact oracle
     b.prepare(p, x.shape)
     ref.prepare(p, x.shape)
-    tol = TOL[precision][1]
+    tol = _tol(precision, 1)
     _close(b.forward(x), ref.forward(x), tol, f"forward {precision}")
     loss, g = b.grads(x, tgt)
     rloss, rg = ref.grads(x, tgt)

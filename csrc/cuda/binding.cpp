@@ -32,12 +32,30 @@ class NvtxRange {
   NvtxRange& operator=(const NvtxRange&) = delete;
 };
 
-MzsrPrecision parse_precision(c10::string_view s) {
-  const std::string p(s.data(), s.size());
-  if (p == "fp32") return MzsrPrecision::kFp32;
-  if (p == "tf32") return MzsrPrecision::kTf32;
-  if (p == "bf16") return MzsrPrecision::kBf16;
-  TORCH_CHECK(false, "mzsr_fast cuda: precision must be 'fp32', 'tf32' or 'bf16', got '", p, "'");
+// Operand precision plus the warp-layout variant of the tensor-core conv kernel.
+struct Prec {
+  MzsrPrecision p;
+  int variant;
+  Prec(MzsrPrecision q, int v = 0) : p(q), variant(v) {}  // NOLINT: implicit on purpose
+  bool operator==(MzsrPrecision q) const { return p == q; }
+  bool operator!=(MzsrPrecision q) const { return p != q; }
+};
+
+// "fp32" | "tf32" | "bf16", optionally ":0" / ":1" (conv kernel variant, default 0)
+Prec parse_precision(c10::string_view s) {
+  std::string p(s.data(), s.size());
+  int variant = 0;
+  const size_t colon = p.find(':');
+  if (colon != std::string::npos) {
+    const std::string v = p.substr(colon + 1);
+    TORCH_CHECK(v == "0" || v == "1", "mzsr_fast cuda: kernel variant must be 0 or 1, got '", v, "' in '", p, "'");
+    variant = v == "1" ? 1 : 0;
+    p = p.substr(0, colon);
+  }
+  if (p == "fp32") return Prec(MzsrPrecision::kFp32, variant);
+  if (p == "tf32") return Prec(MzsrPrecision::kTf32, variant);
+  if (p == "bf16") return Prec(MzsrPrecision::kBf16, variant);
+  TORCH_CHECK(false, "mzsr_fast cuda: precision must be 'fp32', 'tf32' or 'bf16' (optionally ':1'), got '", p, "'");
 }
 
 cudaStream_t cur_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
@@ -125,7 +143,7 @@ at::Tensor pack_one(const at::Tensor& w, bool dgrad) {
 
 // y = epilogue(conv(x, wpack)); the tensor-core kernel when prec != fp32 and it applies.
 at::Tensor run_conv(const at::Tensor& x, const at::Tensor& wpack, int64_t cout, const float* bias,
-                    const at::Tensor* mask, const at::Tensor* residual, bool relu, MzsrPrecision prec, Conv3x3Op op) {
+                    const at::Tensor* mask, const at::Tensor* residual, bool relu, Prec prec, Conv3x3Op op) {
   at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2), cout}, x.options());
   Conv3x3Params p{};
   p.x = x.data_ptr<float>();
@@ -141,7 +159,7 @@ at::Tensor run_conv(const at::Tensor& x, const at::Tensor& wpack, int64_t cout, 
   p.Cout = static_cast<int>(cout);
   p.relu = relu ? 1 : 0;
   if (prec != MzsrPrecision::kFp32 && mzsr_conv3x3_tc_ok(p))
-    mzsr_launch_conv3x3_tc(p, prec, op, cur_stream());
+    mzsr_launch_conv3x3_tc(p, prec.p, op, cur_stream(), prec.variant);
   else
     mzsr_launch_conv3x3_simt(p, op, cur_stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -149,7 +167,7 @@ at::Tensor run_conv(const at::Tensor& x, const at::Tensor& wpack, int64_t cout, 
 }
 
 // (gw (Cout, Cin, 3, 3), gb (Cout,)), deterministic
-std::tuple<at::Tensor, at::Tensor> run_wgrad(const at::Tensor& x, const at::Tensor& gy, MzsrPrecision prec) {
+std::tuple<at::Tensor, at::Tensor> run_wgrad(const at::Tensor& x, const at::Tensor& gy, Prec prec) {
   const int64_t cin = x.size(3), cout = gy.size(3);
   at::Tensor gw = at::empty({cout, cin, 3, 3}, x.options());
   at::Tensor gb = at::empty({cout}, x.options());
@@ -172,7 +190,7 @@ std::tuple<at::Tensor, at::Tensor> run_wgrad(const at::Tensor& x, const at::Tens
   p.partial_w = ws_w.data_ptr<float>();
   p.partial_b = ws_b.data_ptr<float>();
   if (tc) {
-    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec, cur_stream());  // bias partials included
+    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec.p, cur_stream());  // bias partials included
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   } else {
     mzsr_launch_conv3x3_wgrad_partial_simt(p, cur_stream());
@@ -263,7 +281,7 @@ std::string layer_name(const std::string& prefix, size_t layer) { return prefix 
 
 // acts[0] = x, acts[i+1] = layer i output, acts[L] = x + net(x).  keep = false keeps
 // only the last (forward-only use frees the others as it goes).
-std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, MzsrPrecision prec, bool keep,
+std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, Prec prec, bool keep,
                                          const std::vector<at::Tensor>& wfwd, const std::string& prefix) {
   const size_t L = net.layers();
   std::vector<at::Tensor> acts{x};
@@ -281,7 +299,7 @@ std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, Mz
 // gradients in params order; *loss_out (device float) = the loss.  NVTX ranges
 // <prefix>/{pack,fwd,fwd/layer<i>,loss,bwd,bwd/layer<i>/{wgrad,dgrad}}.
 std::vector<at::Tensor> net_grads_impl(const Net& net, const at::Tensor& x, const at::Tensor& target,
-                                       MzsrPrecision prec, float* loss_out, const std::string& prefix) {
+                                       Prec prec, float* loss_out, const std::string& prefix) {
   const size_t L = net.layers();
   std::vector<at::Tensor> wfwd, wdg;
   {
@@ -333,7 +351,7 @@ std::vector<at::Tensor> flat_params(const Net& net) {
 
 // ------------------------------------------------------------------------- op entry points
 at::Tensor conv3x3_fwd_p(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, bool relu,
-                         const std::optional<at::Tensor>& residual, MzsrPrecision prec) {
+                         const std::optional<at::Tensor>& residual, Prec prec) {
   NvtxRange r("mzsr/cuda/conv3x3_fwd");
   check_nhwc(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
@@ -349,7 +367,7 @@ at::Tensor conv3x3_fwd_p(const at::Tensor& x, const at::Tensor& w, const std::op
 }
 
 at::Tensor conv3x3_dgrad_p(const at::Tensor& gy, const at::Tensor& w, const std::optional<at::Tensor>& mask_src,
-                           MzsrPrecision prec) {
+                           Prec prec) {
   NvtxRange r("mzsr/cuda/conv3x3_dgrad");
   check_nhwc(gy, "gy");
   c10::cuda::CUDAGuard guard(gy.device());
@@ -363,7 +381,7 @@ at::Tensor conv3x3_dgrad_p(const at::Tensor& gy, const at::Tensor& w, const std:
   return run_conv(gy, wp, cin, nullptr, has_m ? &*mask_src : nullptr, nullptr, false, prec, Conv3x3Op::kDgrad);
 }
 
-std::tuple<at::Tensor, at::Tensor> conv3x3_wgrad_p(const at::Tensor& x, const at::Tensor& gy, MzsrPrecision prec) {
+std::tuple<at::Tensor, at::Tensor> conv3x3_wgrad_p(const at::Tensor& x, const at::Tensor& gy, Prec prec) {
   NvtxRange r("mzsr/cuda/conv3x3_wgrad");
   check_nhwc(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
@@ -372,7 +390,7 @@ std::tuple<at::Tensor, at::Tensor> conv3x3_wgrad_p(const at::Tensor& x, const at
   return run_wgrad(x, gy, prec);
 }
 
-at::Tensor net_forward_p(at::TensorList params, const at::Tensor& x, MzsrPrecision prec) {
+at::Tensor net_forward_p(at::TensorList params, const at::Tensor& x, Prec prec) {
   NvtxRange r("mzsr/cuda/net_forward");
   check_nhwc(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
@@ -387,7 +405,7 @@ void check_target(const at::Tensor& target, const at::Tensor& x) {
 }
 
 std::tuple<at::Tensor, std::vector<at::Tensor>> net_grads_p(at::TensorList params, const at::Tensor& x,
-                                                            const at::Tensor& target, MzsrPrecision prec) {
+                                                            const at::Tensor& target, Prec prec) {
   NvtxRange r("mzsr/cuda/net_grads");
   check_nhwc(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
@@ -399,7 +417,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> net_grads_p(at::TensorList param
 }
 
 at::Tensor adapt_p(at::TensorList params, const at::Tensor& x, const at::Tensor& target, const at::Tensor& lrs,
-                   MzsrPrecision prec, bool scalar_loss) {
+                   Prec prec, bool scalar_loss) {
   check_nhwc(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
   check_target(target, x);

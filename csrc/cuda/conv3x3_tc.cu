@@ -2,8 +2,9 @@
 // TF32 or bf16 operands and fp32 accumulation, same semantics and epilogue as the fp32
 // SIMT kernel (conv3x3_simt.cu).
 //
-// Block tile: 128 pixels x 64 output channels, K step 16 channels of one tap; 4 warps in
-// 2 x 2, each 64 x 32 (4 x 2 fragments of 16 x 16: 6 fragment loads per 8 MMAs).  128 pixels per block halves the L2
+// Block tile: 128 pixels x 64 output channels, K step 16 channels of one tap; by default
+// 4 warps in 2 x 2, each 64 x 32 (4 x 2 fragments of 16 x 16: 6 fragment loads per 8
+// MMAs); see TcCfg for the alternative layout.  128 pixels per block halves the L2
 // traffic of the weights (re-read by every block) against a 64-pixel tile.  Global -> register -> shared staging
 // with double-buffered shared memory (one __syncthreads per K step): the loads of step
 // t+1 are in flight while step t computes.  Operands are converted to tf32 / bf16 when
@@ -15,9 +16,19 @@
 namespace mzsr {
 
 constexpr int BM = 128, BN = 64, BK = 16;
-constexpr int WARPS_M = 2, WARPS_N = 2;                       // warp grid
-constexpr int FM = BM / WARPS_M / 16, FN = BN / WARPS_N / 16;  // 16x16 fragments per warp
-constexpr int kThreads = 32 * WARPS_M * WARPS_N;
+
+// Warp layout of the 128 x 64 block tile.  Variant 0 (default): 2 x 2 warps of 64 x 32
+// (6 fragment loads per 8 MMAs, <= 168 regs, 3 blocks/SM).  Variant 1: 4 x 2 warps of
+// 32 x 32 (4 loads per 4 MMAs, <= 128 regs, 2 blocks/SM = 16 warps).  Selected per call
+// ("tf32:1" / "bf16:1" precision strings of the torch ops) to compare them on a GPU.
+template <int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_>
+struct TcCfg {
+  static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, MIN_BLOCKS = MIN_BLOCKS_;
+  static constexpr int FM = BM / WARPS_M / 16, FN = BN / WARPS_N / 16;  // 16x16 fragments per warp
+  static constexpr int kThreads = 32 * WARPS_M * WARPS_N;
+};
+using TcCfg0 = TcCfg<2, 2, 3>;
+using TcCfg1 = TcCfg<4, 2, 2>;
 
 template <typename T>
 struct ConvTcSmem {
@@ -32,8 +43,9 @@ struct ConvTcSmem {
   static_assert((A_ELEMS * sizeof(T)) % 32 == 0 && STAGE_BYTES % 32 == 0, "WMMA needs 256-bit aligned tiles");
 };
 
-template <typename T>
+template <typename T, typename Cfg>
 __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
+  constexpr int WARPS_N = Cfg::WARPS_N, FM = Cfg::FM, FN = Cfg::FN, kThreads = Cfg::kThreads;
   using S = ConvTcSmem<T>;
   using Tr = TcTraits<T>;
   constexpr int LDA = S::LDA, LDB = S::LDB, LDC = S::LDC;
@@ -163,27 +175,35 @@ __device__ __forceinline__ void conv3x3_tc_body(const Conv3x3Params& p) {
   }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 3) mzsr_conv3x3_fwd_tc_nhwc(Conv3x3Params p) {
-  conv3x3_tc_body<T>(p);
+template <typename T, typename Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::MIN_BLOCKS) mzsr_conv3x3_fwd_tc_nhwc(Conv3x3Params p) {
+  conv3x3_tc_body<T, Cfg>(p);
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 3) mzsr_conv3x3_dgrad_tc_nhwc(Conv3x3Params p) {
-  conv3x3_tc_body<T>(p);
+template <typename T, typename Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::MIN_BLOCKS) mzsr_conv3x3_dgrad_tc_nhwc(Conv3x3Params p) {
+  conv3x3_tc_body<T, Cfg>(p);
 }
 
-template <typename T>
+template <typename T, typename Cfg>
 void launch_tc(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream) {
   const long long P = static_cast<long long>(p.N) * p.H * p.W;
   const dim3 grid(ceil_div(P, BM), p.Cout / BN);
   if (op == Conv3x3Op::kFwd) {
-    auto k = mzsr_conv3x3_fwd_tc_nhwc<T>;
-    MZSR_LAUNCH(k, grid, dim3(kThreads), 0, stream)(p);
+    auto k = mzsr_conv3x3_fwd_tc_nhwc<T, Cfg>;
+    MZSR_LAUNCH(k, grid, dim3(Cfg::kThreads), 0, stream)(p);
   } else {
-    auto k = mzsr_conv3x3_dgrad_tc_nhwc<T>;
-    MZSR_LAUNCH(k, grid, dim3(kThreads), 0, stream)(p);
+    auto k = mzsr_conv3x3_dgrad_tc_nhwc<T, Cfg>;
+    MZSR_LAUNCH(k, grid, dim3(Cfg::kThreads), 0, stream)(p);
   }
+}
+
+template <typename T>
+void launch_tc_variant(const Conv3x3Params& p, Conv3x3Op op, int variant, cudaStream_t stream) {
+  if (variant == 1)
+    launch_tc<T, TcCfg1>(p, op, stream);
+  else
+    launch_tc<T, TcCfg0>(p, op, stream);
 }
 
 }  // namespace mzsr
@@ -194,9 +214,10 @@ bool mzsr_conv3x3_tc_ok(const Conv3x3Params& p) {
          aligned16(p.wpack) && aligned16(p.y) && aligned16(p.mask) && aligned16(p.residual);
 }
 
-void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream) {
+void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream,
+                            int variant) {
   if (prec == MzsrPrecision::kBf16)
-    mzsr::launch_tc<__nv_bfloat16>(p, op, stream);
+    mzsr::launch_tc_variant<__nv_bfloat16>(p, op, variant, stream);
   else
-    mzsr::launch_tc<float>(p, op, stream);
+    mzsr::launch_tc_variant<float>(p, op, variant, stream);
 }

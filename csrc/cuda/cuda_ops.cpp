@@ -6,7 +6,8 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(mzsr_fast, m) {
-  // conv3x3_fwd / conv3x3_dgrad / conv3x3_wgrad of csrc/ops.cpp at a given precision
+  // conv3x3_fwd / conv3x3_dgrad / conv3x3_wgrad of csrc/ops.cpp at a given precision;
+  // every precision string here may carry ":1" (tensor-core conv warp layout variant 1)
   m.def("cuda_conv3x3_fwd(Tensor x, Tensor w, Tensor? b, bool relu, Tensor? residual, str precision) -> Tensor");
   m.def("cuda_conv3x3_dgrad(Tensor gy, Tensor w, Tensor? mask_src, str precision) -> Tensor");
   m.def("cuda_conv3x3_wgrad(Tensor x, Tensor gy, str precision) -> (Tensor, Tensor)");

@@ -31,7 +31,9 @@ void mzsr_launch_conv3x3_simt(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t
 // mzsr_conv3x3_tc_ok(p): Cin % 16 == 0, Cout % 64 == 0, 16-byte aligned x/wpack/y/
 // mask/residual.
 bool mzsr_conv3x3_tc_ok(const Conv3x3Params& p);
-void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream);
+// variant: warp layout (0: 2x2 warps of 64x32, the default; 1: 4x2 warps of 32x32).
+void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream,
+                            int variant = 0);
 
 // --- weight / bias gradient (conv3x3_wgrad.cu) ----------------------------------------
 void mzsr_launch_conv3x3_wgrad_partial_simt(const Conv3x3WgradParams& p, cudaStream_t stream);

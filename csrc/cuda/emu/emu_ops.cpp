@@ -1,6 +1,7 @@
 // C entry points over the emulated kernels for ctypes (tests only): the same launch
 // sequence as csrc/cuda/binding.cpp, on host memory.  mode: 0 fp32 SIMT, 1 TF32, 2 bf16
-// (the tensor-core kernels where the shape allows, as the binding).
+// (the tensor-core kernels where the shape allows, as the binding); emu_conv also takes
+// 11 / 12 (TF32 / bf16 with the conv kernel's warp-layout variant 1).
 #include <vector>
 
 #include "../mzsr_cuda.h"
@@ -31,7 +32,7 @@ int emu_conv(const float* x, const float* wpack, const float* bias, const float*
   Conv3x3Params p{x, wpack, bias, mask, residual, y, N, H, W, Cin, Cout, relu};
   const Conv3x3Op op = dgrad ? Conv3x3Op::kDgrad : Conv3x3Op::kFwd;
   if (mode != 0 && mzsr_conv3x3_tc_ok(p)) {
-    mzsr_launch_conv3x3_tc(p, prec_of(mode), op, nullptr);
+    mzsr_launch_conv3x3_tc(p, prec_of(mode % 10), op, nullptr, mode / 10);  // mode 11 / 12: variant 1
     return 1;
   }
   mzsr_launch_conv3x3_simt(p, op, nullptr);
