@@ -197,6 +197,8 @@ class CudaBackend(Backend):
         return loss, dict(zip(self._names, g))
 
     def step(self, x, target, lr: float) -> torch.Tensor:
+        if self.use_graphs:  # a captured one-step graph (per shape), lr rewritten per call
+            return self.adapt(x, target, [float(lr)])[0]
         self._check_prepared()
         x, target = self._pair(x, target)
         self._lr1.fill_(float(lr))
