@@ -457,11 +457,14 @@ def test_step_matches_adapt():
     a, b = _backend("fp32", False), _backend("fp32", True)
     a.prepare(p, x.shape)
     b.prepare(p, x.shape)
+    c = _backend("fp32", True)  # step() on a captured one-step graph
+    c.prepare(p, x.shape)
     l1 = torch.stack([a.step(x, tgt, lr) for lr in (0.02, 0.01)])
     l2 = b.adapt(x, tgt, [0.02, 0.01])
-    assert torch.equal(l1, l2)
+    l3 = torch.stack([c.step(x, tgt, lr) for lr in (0.02, 0.01)])
+    assert torch.equal(l1, l2) and torch.equal(l1, l3), f"eager {l1.tolist()} graph {l2.tolist()} step {l3.tolist()}"
     for k, v in a.params().items():
-        assert torch.equal(v, b.params()[k])
+        assert torch.equal(v, b.params()[k]) and torch.equal(v, c.params()[k]), k
 
 
 @gpu
