@@ -4,7 +4,8 @@
 # backend suite on CUDA, the Triton and CUDA kernel tests), compute-sanitizer over one
 # small CUDA-backend adaptation, the benchmarks and the Set5 quality/latency check, and
 # write the results to OUTDIR:
-#   env.txt  install.log  tests.log  sanitizer.log  bench_adapt.json  quality.json  summary.txt
+#   summary.txt (environment, phase times, test/benchmark tails)  install.log  tests.log  sanitizer.log
+#   bench_adapt.json  quality.json  bench_cuda_ops.json      (7 files)
 # Usage: benchmarks/gpu_check.sh OUTDIR     (budgeted to about 8 minutes on an H100)
 # Weights for the quality check: $MZSR_QUALITY_WEIGHTS (default: the shipped ones).
 # Data: $MZSR_FAST_DATA (set5, set5_g20), default ../shared/data.
@@ -29,7 +30,7 @@ phase() {  # phase NAME BUDGET CMD... : run with a time limit, record status and
 T0=$(date +%s)
 
 { date -u; nvidia-smi; $PY -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
-  $PY -c "import triton; print('triton', triton.__version__)"; nvcc --version | tail -2; } > "$OUT/env.txt" 2>&1
+  $PY -c "import triton; print('triton', triton.__version__)"; nvcc --version | tail -2; } >> "$SUMMARY" 2>&1
 
 # 1. install from the working tree, offline; builds _C with the CUDA sources (nvcc, sm_90)
 export MZSR_FAST_CUDA_ARCHS=${MZSR_FAST_CUDA_ARCHS:-90}
@@ -58,10 +59,15 @@ fi
 
 # 4. benchmarks: step and whole call, reference (cuDNN) vs compile vs triton vs cuda
 MZSR_BENCH_ROUNDS=${MZSR_BENCH_ROUNDS:-6} phase bench "${T_BENCH:-170}" $PY -m pytest benchmarks/bench_adapt.py --benchmark-only -q --no-header -p no:cacheprovider \
-  --benchmark-json "$OUT/bench_adapt.json" --benchmark-columns=median,min,rounds > "$OUT/bench.log" 2>&1
-grep -E "^test_|passed|failed|error" "$OUT/bench.log" | tail -60 >> "$SUMMARY"
+  --benchmark-json "$OUT/bench_adapt.json" --benchmark-columns=median,min,rounds > /tmp/mzsr_bench.log 2>&1
+grep -E "^test_|passed|failed|rror" /tmp/mzsr_bench.log | tail -80 >> "$SUMMARY"
 
 # 5. quality + latency on Set5 g^d_2.0 with the shipped weights
 phase quality "${T_QUALITY:-100}" $PY benchmarks/gpu_quality.py --out "$OUT/quality.json" 2>&1 | tail -15 | tee -a "$SUMMARY"
+
+# 6. per-op CUDA kernels vs cuDNN (both tensor-core warp layouts), if time is left
+[ -f benchmarks/bench_cuda_ops.py ] && phase ops "${T_OPS:-60}" $PY -m pytest benchmarks/bench_cuda_ops.py --benchmark-only -q \
+  --no-header -p no:cacheprovider --benchmark-json "$OUT/bench_cuda_ops.json" --benchmark-columns=median,min > /tmp/mzsr_ops.log 2>&1
+grep -E "^test_|passed|failed|rror" /tmp/mzsr_ops.log | tail -60 >> "$SUMMARY"
 
 note "gpu_check total $(( $(date +%s) - T0 )) s"
