@@ -52,6 +52,8 @@ struct I {
   static inline V add(V a, V b) { return a + b; }
   static inline V relu(V a) { return a > 0.f ? a : 0.f; }
   static inline V mask_gt0(V m, V a) { return m > 0.f ? a : 0.f; }
+  static inline float hsum(V a) { return a; }
+  static constexpr int NARROW_NP = 4;
 };
 #include "conv_kernels.inc"
 }  // namespace kref
@@ -76,6 +78,14 @@ struct I {
   static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
   static inline V relu(V a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
   static inline V mask_gt0(V m, V a) { return _mm256_and_ps(a, _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ)); }
+  static inline float hsum(V a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // 3 pixels x 3 outputs = 9 accumulators + 3 weights + 1 input of 16 ymm
+  static constexpr int NARROW_NP = 3;
 };
 #include "conv_kernels.inc"
 }  // namespace k256
@@ -102,6 +112,9 @@ struct I {
   static inline V mask_gt0(V m, V a) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), a);
   }
+  static inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
+  // 6 pixels x 3 outputs = 18 accumulators + 3 weights + 1 input
+  static constexpr int NARROW_NP = 6;
 };
 #include "conv_kernels.inc"
 }  // namespace k512
@@ -120,19 +133,21 @@ namespace mzsr_cpu {
 using ConvRowFn = void (*)(int, const float*, long, long, int, const float*, int, const float*, float*, float*, long,
                            const float*, long);
 using WgradRowFn = void (*)(int, const float*, long, int, const long*, const float*, long, int, float*);
+using NarrowRowFn = void (*)(int, const float*, long, long, int, const float*, int, const float*, float*, long);
 
 struct Kernels {
   const char* name;
   int VW;
   ConvRowFn conv[3];  // EPI 0 none, 1 relu, 2 mask
   WgradRowFn wgrad;
+  NarrowRowFn narrow;
 };
 
-static const Kernels kRef = {"scalar", 1, {kref::conv_row<0>, kref::conv_row<1>, kref::conv_row<2>}, kref::wgrad_row};
+static const Kernels kRef = {"scalar", 1, {kref::conv_row<0>, kref::conv_row<1>, kref::conv_row<2>}, kref::wgrad_row, kref::narrow_row};
 #ifdef MZSR_X86
-static const Kernels k256T = {"avx2", 8, {k256::conv_row<0>, k256::conv_row<1>, k256::conv_row<2>}, k256::wgrad_row};
+static const Kernels k256T = {"avx2", 8, {k256::conv_row<0>, k256::conv_row<1>, k256::conv_row<2>}, k256::wgrad_row, k256::narrow_row};
 static const Kernels k512T = {"avx512", 16, {k512::conv_row<0>, k512::conv_row<1>, k512::conv_row<2>},
-                              k512::wgrad_row};
+                              k512::wgrad_row, k512::narrow_row};
 #endif
 
 static const Kernels* pick_best() {
@@ -399,6 +414,33 @@ static void run_conv_bf(const ConvJobBf& j, float* scratch, bool use_fin, Fin fi
         fn(W, inr, in.ps, in.rs(), j.Cin, j.w, j.CoutP, j.bias, o, j.out_ps, m, j.mask_ps, ob,
            j.outb ? j.outb->ps : 0);
       }
+    }
+  }
+}
+
+// Narrow conv (Cout <= 4, Cin % VW == 0) over all rows; each finished row (CoutP stride
+// in scratch, lanes >= Cout unused) goes to fin(n, y, row, tid).
+static bool narrow_ok(int Cin, int Cout) { return Cout <= 4 && Cin % K().VW == 0; }
+static void pack_narrow(const float* w, int Cout, int Cin, float* out) {  // [co][tap][Cin]
+  for (int co = 0; co < Cout; ++co)
+    for (int ci = 0; ci < Cin; ++ci)
+      for (int t = 0; t < 9; ++t) out[((long)co * 9 + t) * Cin + ci] = w[((long)co * Cin + ci) * 9 + t];
+}
+template <class Fin>
+static void run_narrow(const Pad& in, int Cin, const float* wn, int Cout, int CoutP, const float* bias, float* scratch,
+                       Fin fin) {
+  const Kernels& k = K();
+  const int N = in.N, H = in.H, W = in.W;
+  const long ssz = (long)W * CoutP;
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+    float* scr = scratch + (long)tid * 2 * ssz;
+#pragma omp for schedule(dynamic, 1)
+    for (long r = 0; r < (long)N * H; ++r) {
+      const int n = r / H, y = r % H;
+      k.narrow(W, in.row(n, y), in.ps, in.rs(), Cin, wn, Cout, bias, scr, CoutP);
+      fin(n, y, scr, tid);
     }
   }
 }
@@ -831,12 +873,18 @@ at::Tensor net_forward(at::TensorList params, const at::Tensor& x_, std::string 
       const int Co = S.cout[i], CoP = S.coutp[i];
       float* yp = y.data_ptr<float>();
       ConvJob j{cur, S.cin[i], wp[i], Co, CoP, bp[i], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0};
-      run_conv(j, scratch, true, [&](int n, int yy, const float* row, int) {
+      auto fin = [&](int n, int yy, const float* row, int) {
         const float* xr = X.at(n, yy, 0);
         float* d = yp + ((long)n * H + yy) * W * Co;
         for (int xx = 0; xx < W; ++xx)
           for (int c = 0; c < Co; ++c) d[(long)xx * Co + c] = xr[(long)xx * C + c] + row[(long)xx * CoP + c];
-      });
+      };
+      if (narrow_ok(S.cin[i], Co)) {
+        pack_narrow(params[2 * i].data_ptr<float>(), Co, S.cin[i], wp[i]);  // same size as the wide packing
+        run_narrow(*cur, S.cin[i], wp[i], Co, CoP, bp[i], scratch, fin);
+      } else {
+        run_conv(j, scratch, true, fin);
+      }
     }
   }
   return y;
@@ -979,6 +1027,10 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
     if (bf16) {
       ConvJobBf jb{bb[(L - 1) & 1], S.cin[L], wfb[L], CoLP, bf[L], 0, nullptr, 0, 0, 0, nullptr, 0, 0, 0, nullptr};
       run_conv_bf(jb, scratch, true, l1);
+    } else if (narrow_ok(S.cin[L], CoL)) {
+      float* wn = gscr;  // free until the backward; 9*Cin*Cout floats <= its size
+      pack_narrow(params[2 * L].data_ptr<float>(), CoL, S.cin[L], wn);
+      run_narrow(A[L], S.cin[L], wn, CoL, CoLP, bf[L], scratch, l1);
     } else {
       run_conv(j, scratch, true, l1);
     }
