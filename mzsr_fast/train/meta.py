@@ -387,8 +387,15 @@ def run(args, *, images=None, sampler=None) -> dict:
             beta = args.beta * (0.5 ** (step // args.beta_halve_every) if args.beta_halve_every else 1.0)
             for gr in opt.param_groups:
                 gr["lr"] = beta
-            first_order = (bool(args.first_order) or step < args.first_order_steps
-                           or timer.session() < getattr(args, "first_order_time", 0.0))
+            fo_time = getattr(args, "first_order_time", 0.0)
+            first_order = bool(args.first_order) or step < args.first_order_steps
+            if not first_order and fo_time > 0:
+                # a clock decision: the ranks must agree on it (rank 0's clock wins)
+                first_order = timer.session() < fo_time
+                if info.enabled:
+                    flag = torch.tensor([1.0 if first_order else 0.0], device=dev)
+                    dist_mod.broadcast_([flag], info)
+                    first_order = bool(flag.item() > 0)
             w = msl_weights(args.inner_steps, step, args.anneal_iters, not args.no_multi_step)
             tasks = [_to(t, dev, args) for t in _tasks_for(step, mine, sampler, args)]
             pre = None
