@@ -98,7 +98,25 @@ def plot_log(log_path, png_path=None, *, smooth: int = 50) -> Path:
 def make_bar(total: int, initial: int, desc: str, enabled: bool = True):
     """A tqdm bar (steps, it/s and ETA are tqdm's own; the loss goes in the postfix).
     Disabled (a no-op object) when ``enabled`` is False, e.g. on ranks other than 0."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
+    try:
+        if not enabled:
+            raise ImportError
+        from tqdm import tqdm
+    except ImportError:  # disabled, or tqdm missing (bare GPU machines): a silent stand-in
+        return _NoBar()
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
                 mininterval=2.0, file=sys.stderr, smoothing=0.05)
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *a, **kw):
+        pass
+
+    def write(self, s):
+        print(s, file=sys.stderr, flush=True)
+
+    def close(self):
+        pass
