@@ -202,47 +202,61 @@ def recipe(a) -> dict:
             summary["stages"][stage] = {"skipped": f"{max(budget, 0):.1f} s of budget for it"}
             continue
         sdir = out / stage
-        if stage in ("pre_x2", "pre_x4"):
-            scale = 2 if stage == "pre_x2" else 4
-            src = results.get("pre_x2") if stage == "pre_x4" else init
-            argv = flags + ["--out", str(sdir), "--scale", str(scale), "--patch", str(a.pre_patch), "--batch",
-                            str(a.pre_batch), "--lr", str(a.pre_lr), "--lr-min", str(a.pre_lr_min),
-                            "--lr-halve-every", "1000000000", "--steps", "100000000", "--time-budget", f"{budget:.1f}",
-                            "--lr-by-time"]
-            if src and Path(src).is_file():
-                argv += ["--init", str(src)]
-            args = pretrain.add_args(argparse.ArgumentParser()).parse_args(argv)
-            res = pretrain.run(args, sampler=sampler)
-            sub, val_key = "bicubic", ("g20", scale)
-        else:
-            scale = 4 if "x4" in stage else 2
-            sub = "bicubic" if "bicubic" in stage else "direct"
-            src = (results.get("pre_x4") or results.get("pre_x2")) if scale == 4 else results.get("pre_x2")
-            fo_frac = a.fo_frac
-            argv = flags + ["--out", str(sdir), "--scale", str(scale), "--subsampling", sub,
-                            "--patch", str(a.meta_patch), "--meta-batch", str(a.meta_batch),
-                            "--inner-steps", str(a.inner_steps), "--alpha", str(a.alpha), "--beta", str(a.beta),
-                            "--anneal-iters", str(a.anneal_iters), "--steps", "100000000",
-                            "--time-budget", f"{budget:.1f}", "--first-order-time", f"{budget * fo_frac:.1f}"]
-            if src and Path(src).is_file():
-                argv += ["--init", str(src)]
-            args = meta.add_args(argparse.ArgumentParser()).parse_args(argv)
-            res = meta.run(args, sampler=sampler)
-            val_key = ("b13" if sub == "bicubic" else "g20", scale)
-        name = OUT_NAMES[stage]
-        dst = out / f"{name}.safetensors"
-        meta_d = {"stage": stage, "scale": scale, "subsampling": sub, "steps": res["step"],
-                  "train_time_s": round(budget, 1), "machine": summary["device"], "recipe": "mzsr_fast.train.gpu",
-                  "init": str(src)}
-        rec = {"steps": res["step"], "budget_s": round(budget, 1), "ended_at_s": round(elapsed(), 1)}
-        if val_key in vsets:
-            v = validate(res["params"], vsets[val_key], (0, 1, 10), device=dev)
-            rec["val"] = {"setting": val_key[0], "scale": val_key[1], **{k: round(x, 3) for k, x in v.items()}}
-            meta_d.update({f"set5_{val_key[0]}_x{val_key[1]}_{k}": round(x, 3) for k, x in v.items() if k != "val_time"})
-            print(f"[gpu-recipe] {stage}: {res['step']} steps, Set5 {val_key}: {v}", flush=True)
-        model.save_weights(dst, res["params"], meta_d)
-        results[stage] = str(dst)
-        summary["stages"][stage] = rec
+        try:  # one failing stage (e.g. an op missing on this torch) must not lose the others
+            if stage in ("pre_x2", "pre_x4"):
+                scale = 2 if stage == "pre_x2" else 4
+                src = results.get("pre_x2") if stage == "pre_x4" else init
+                argv = flags + ["--out", str(sdir), "--scale", str(scale), "--patch", str(a.pre_patch), "--batch",
+                                str(a.pre_batch), "--lr", str(a.pre_lr), "--lr-min", str(a.pre_lr_min),
+                                "--lr-halve-every", "1000000000", "--steps", "100000000", "--time-budget", f"{budget:.1f}",
+                                "--lr-by-time"]
+                if src and Path(src).is_file():
+                    argv += ["--init", str(src)]
+                args = pretrain.add_args(argparse.ArgumentParser()).parse_args(argv)
+                res = pretrain.run(args, sampler=sampler)
+                sub, val_key = "bicubic", ("g20", scale)
+            else:
+                scale = 4 if "x4" in stage else 2
+                sub = "bicubic" if "bicubic" in stage else "direct"
+                src = (results.get("pre_x4") or results.get("pre_x2")) if scale == 4 else results.get("pre_x2")
+                fo_frac = a.fo_frac
+                argv = flags + ["--out", str(sdir), "--scale", str(scale), "--subsampling", sub,
+                                "--patch", str(a.meta_patch), "--meta-batch", str(a.meta_batch),
+                                "--inner-steps", str(a.inner_steps), "--alpha", str(a.alpha), "--beta", str(a.beta),
+                                "--anneal-iters", str(a.anneal_iters), "--steps", "100000000",
+                                "--time-budget", f"{budget:.1f}", "--first-order-time", f"{budget * fo_frac:.1f}"]
+                if src and Path(src).is_file():
+                    argv += ["--init", str(src)]
+                args = meta.add_args(argparse.ArgumentParser()).parse_args(argv)
+                res = meta.run(args, sampler=sampler)
+                val_key = ("b13" if sub == "bicubic" else "g20", scale)
+            name = OUT_NAMES[stage]
+            dst = out / f"{name}.safetensors"
+            meta_d = {"stage": stage, "scale": scale, "subsampling": sub, "steps": res["step"],
+                      "train_time_s": round(budget, 1), "machine": summary["device"], "recipe": "mzsr_fast.train.gpu",
+                      "init": str(src)}
+            rec = {"steps": res["step"], "budget_s": round(budget, 1), "ended_at_s": round(elapsed(), 1)}
+            model.save_weights(dst, res["params"], meta_d)  # first, so a failing validation loses nothing
+            results[stage] = str(dst)
+            if val_key in vsets:
+                try:
+                    v = validate(res["params"], vsets[val_key], (0, 1, 10), device=dev)
+                    rec["val"] = {"setting": val_key[0], "scale": val_key[1], **{k: round(x, 3) for k, x in v.items()}}
+                    meta_d.update({f"set5_{val_key[0]}_x{val_key[1]}_{k}": round(x, 3)
+                                   for k, x in v.items() if k != "val_time"})
+                    print(f"[gpu-recipe] {stage}: {res['step']} steps, Set5 {val_key}: {v}", flush=True)
+                    model.save_weights(dst, res["params"], meta_d)
+                except Exception as e:  # noqa: BLE001
+                    rec["val_error"] = f"{type(e).__name__}: {e}"
+            else:
+                print(f"[gpu-recipe] {stage}: {res['step']} steps (no validation data)", flush=True)
+            results[stage] = str(dst)
+            summary["stages"][stage] = rec
+        except Exception as e:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+            summary["stages"][stage] = {"error": f"{type(e).__name__}: {e}"}
         write_summary()
     write_summary()
     return summary
