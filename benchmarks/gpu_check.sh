@@ -34,7 +34,7 @@ T0=$(date +%s)
 
 # 1. install from the working tree, offline; builds _C with the CUDA sources (nvcc, sm_90)
 export MZSR_FAST_CUDA_ARCHS=${MZSR_FAST_CUDA_ARCHS:-90}
-phase install "${T_INSTALL:-240}" $PY -m pip install --no-build-isolation --no-deps --no-index -v -e . > "$OUT/install.log" 2>&1 \
+phase install "${T_INSTALL:-150}" $PY -m pip install --no-build-isolation --no-deps --no-index -v -e . > "$OUT/install.log" 2>&1 \
   || { note "install FAILED: continuing without the compiled extension"; tail -40 "$OUT/install.log"; }
 $PY -m mzsr_fast.cli info 2>&1 | tee -a "$SUMMARY"
 
@@ -43,7 +43,7 @@ $PY -m mzsr_fast.cli info 2>&1 | tee -a "$SUMMARY"
 # compilation, which is CPU work and parallelises; autotuning is skipped in the tests (the
 # benchmarks and the quality check below run the tuned configurations).
 XDIST=""; $PY -c "import xdist" 2>/dev/null && XDIST="-n ${TEST_WORKERS:-4}"
-MZSR_TRITON_AUTOTUNE=0 phase tests "${T_TESTS:-170}" $PY -m pytest tests -m gpu -q --no-header -p no:cacheprovider -rfE \
+MZSR_TRITON_AUTOTUNE=0 phase tests "${T_TESTS:-150}" $PY -m pytest tests -m gpu -q --no-header -p no:cacheprovider -rfE \
   --maxfail=30 $XDIST > "$OUT/tests.log" 2>&1
 tail -25 "$OUT/tests.log" | tee -a "$SUMMARY"
 
@@ -51,22 +51,22 @@ tail -25 "$OUT/tests.log" | tee -a "$SUMMARY"
 if [ -f benchmarks/cuda_sanitize.py ] && command -v compute-sanitizer >/dev/null; then
   { for tool in memcheck racecheck; do
       echo "== compute-sanitizer --tool $tool"
-      timeout 45 compute-sanitizer --tool $tool --error-exitcode 3 $PY benchmarks/cuda_sanitize.py
+      timeout 40 compute-sanitizer --tool $tool --error-exitcode 3 $PY benchmarks/cuda_sanitize.py
       echo "rc=$?"
     done; } > "$OUT/sanitizer.log" 2>&1
   grep -E "^(== |rc=)|ERROR SUMMARY" "$OUT/sanitizer.log" | tee -a "$SUMMARY"
 fi
 
 # 4. benchmarks: step and whole call, reference (cuDNN) vs compile vs triton vs cuda
-MZSR_BENCH_ROUNDS=${MZSR_BENCH_ROUNDS:-6} phase bench "${T_BENCH:-170}" $PY -m pytest benchmarks/bench_adapt.py --benchmark-only -q --no-header -p no:cacheprovider \
+MZSR_BENCH_ROUNDS=${MZSR_BENCH_ROUNDS:-5} phase bench "${T_BENCH:-150}" $PY -m pytest benchmarks/bench_adapt.py --benchmark-only -q --no-header -p no:cacheprovider \
   --benchmark-json "$OUT/bench_adapt.json" --benchmark-columns=median,min,rounds > /tmp/mzsr_bench.log 2>&1
 grep -E "^test_|passed|failed|rror" /tmp/mzsr_bench.log | tail -80 >> "$SUMMARY"
 
 # 5. quality + latency on Set5 g^d_2.0 with the shipped weights
-phase quality "${T_QUALITY:-100}" $PY benchmarks/gpu_quality.py --out "$OUT/quality.json" 2>&1 | tail -15 | tee -a "$SUMMARY"
+phase quality "${T_QUALITY:-80}" $PY benchmarks/gpu_quality.py --out "$OUT/quality.json" 2>&1 | tail -15 | tee -a "$SUMMARY"
 
 # 6. per-op CUDA kernels vs cuDNN (both tensor-core warp layouts), if time is left
-[ -f benchmarks/bench_cuda_ops.py ] && phase ops "${T_OPS:-60}" $PY -m pytest benchmarks/bench_cuda_ops.py --benchmark-only -q \
+[ -f benchmarks/bench_cuda_ops.py ] && phase ops "${T_OPS:-40}" $PY -m pytest benchmarks/bench_cuda_ops.py --benchmark-only -q \
   --no-header -p no:cacheprovider --benchmark-json "$OUT/bench_cuda_ops.json" --benchmark-columns=median,min > /tmp/mzsr_ops.log 2>&1
 grep -E "^test_|passed|failed|rror" /tmp/mzsr_ops.log | tail -60 >> "$SUMMARY"
 
