@@ -109,10 +109,32 @@ def _contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray,
     return np.ascontiguousarray(weights[:, keep]), np.ascontiguousarray(indices[:, keep])
 
 
+_DEV_CACHE: dict = {}
+_DEV_CACHE_MAX = 256
+
+
+def _on_device(key, make):
+    """Small per-(device, dtype) cache of resize weights/indices and kernels: a pageable
+    host-to-device copy blocks the host, and an MZSR call makes 4 of them per resize."""
+    t = _DEV_CACHE.get(key)
+    if t is None:
+        if len(_DEV_CACHE) >= _DEV_CACHE_MAX:
+            _DEV_CACHE.clear()
+        t = _DEV_CACHE[key] = make()
+    return t
+
+
 def _resize_dim(x: torch.Tensor, dim: int, out_len: int, scale: float) -> torch.Tensor:
-    w, idx = _contributions(x.shape[dim], out_len, scale)
-    wt = torch.as_tensor(w, dtype=x.dtype, device=x.device)
-    it = torch.as_tensor(idx, device=x.device)
+    in_len = x.shape[dim]
+    if x.device.type == "cpu":
+        w, idx = _contributions(in_len, out_len, scale)
+        wt, it = torch.as_tensor(w, dtype=x.dtype), torch.as_tensor(idx)
+    else:
+        def make():
+            w, idx = _contributions(in_len, out_len, scale)
+            return (torch.as_tensor(w, dtype=x.dtype, device=x.device), torch.as_tensor(idx, device=x.device))
+
+        wt, it = _on_device(("resize", in_len, out_len, scale, str(x.device), x.dtype), make)
     shape = [1] * x.dim()
     shape[dim] = out_len
     out = None
@@ -189,12 +211,18 @@ def correlate_reflect(x: torch.Tensor, kernel: np.ndarray | torch.Tensor) -> tor
 
     x: ``(N, C, H, W)`` float; kernel ``(kh, kw)`` (odd sides).  Same dtype and shape out.
     """
-    k = torch.as_tensor(np.asarray(kernel) if not isinstance(kernel, torch.Tensor) else kernel)
-    k = k.to(device=x.device, dtype=x.dtype)
+    if isinstance(kernel, torch.Tensor):
+        k = kernel.to(device=x.device, dtype=x.dtype)
+    elif x.device.type == "cpu":
+        k = torch.as_tensor(np.asarray(kernel), dtype=x.dtype)
+    else:
+        ka = np.ascontiguousarray(kernel, dtype=np.float64)
+        k = _on_device(("kernel", ka.shape, ka.tobytes(), str(x.device), x.dtype),
+                       lambda: torch.as_tensor(ka, dtype=x.dtype, device=x.device))
     kh, kw = k.shape
     n, c, h, w = x.shape
-    ih = _reflect_index(h, kh // 2, x.device)
-    iw = _reflect_index(w, kw // 2, x.device)
+    ih = _on_device(("reflect", h, kh // 2, str(x.device)), lambda: _reflect_index(h, kh // 2, x.device))
+    iw = _on_device(("reflect", w, kw // 2, str(x.device)), lambda: _reflect_index(w, kw // 2, x.device))
     xp = x.index_select(2, ih).index_select(3, iw)
     weight = k.expand(c, 1, kh, kw).contiguous()
     return F.conv2d(xp, weight, groups=c)

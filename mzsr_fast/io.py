@@ -42,9 +42,10 @@ class ImageMeta:
 
 
 def _check_float_range(x: torch.Tensor, what: str) -> None:
-    if not torch.isfinite(x).all():
+    # one device->host read (a GPU sync) for all three facts
+    finite, lo, hi = torch.stack([torch.isfinite(x).all().to(x.dtype), x.min(), x.max()]).tolist()
+    if not finite:
         raise ValueError(f"{what} contains NaN or inf")
-    lo, hi = float(x.min()), float(x.max())
     if lo < 0.0 or hi > 1.0:
         raise ValueError(f"{what}: float values must lie in [0, 1], got min {lo:.4g}, max {hi:.4g}")
 

@@ -17,7 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # precision -> max |diff| / max |ref| against the fp32 reference (forward outputs,
 # gradients, weights after k steps); looser for the reduced-precision tensor-core paths.
-TOL = {"fp32": 2e-4, "tf32": 2e-2, "bf16": 6e-2}
+# tf32: measured on an H100 (2026-11-26) the triton TF32 gradient of layers.4.weight was off
+# by 0.034 of its max on a 13x10 input (Triton's TF32 operands are truncated, not rounded),
+# while the Set5 MZSR(10) PSNR moved by -0.006 dB; a real indexing bug is O(1) here.
+TOL = {"fp32": 2e-4, "tf32": 5e-2, "bf16": 6e-2}
 
 
 def _cases():
