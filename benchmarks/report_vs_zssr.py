@@ -356,9 +356,10 @@ def main(argv=None) -> int:
     for p in files:
         row = run_image(p, kernel, sub, a, zcfg)
         res["rows"].append(row)
-        mz = [v for k, v in row["methods"].items() if k.startswith("mzsr")]
-        if mz:
-            res["mzsr_weights"], res["mzsr_backend"] = mz[0]["weights"], mz[0]["backend"]
+        ws = sorted({v["weights"] for r in res["rows"] for k, v in r["methods"].items() if k.startswith("mzsr")})
+        bs = sorted({v["backend"] for r in res["rows"] for k, v in r["methods"].items() if k.startswith("mzsr")})
+        if ws:  # more than one when the shipped default changed during the run
+            res["mzsr_weights"], res["mzsr_backend"] = " + ".join(ws), " + ".join(bs)
         render(res, stem)
     res["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     render(res, stem)
