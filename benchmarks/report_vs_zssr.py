@@ -188,7 +188,9 @@ def write_md(res: dict, stem: Path) -> None:
         f"{o['threads']} torch threads, device `{o['device']}`" + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".",
         "",
         f"Images: {n_done} of {n_all} planned ({', '.join(r['image'] for r in res['rows'])})"
-        + ("" if n_done == n_all else f"; the run covers a subset of {res['set_name']}") + ". "
+        + ("" if n_done == res.get("images_in_set", n_all)
+           else f"; **a subset of {res['set_name']}** ({res.get('images_in_set', n_all)} images): means are over "
+           "these images only, not comparable one-to-one with the paper's whole-set means") + ". "
         f"LR = `degrade(HR, k, {o['scale']}, {res['subsampling']})` of the setting; PSNR/SSIM on Y, shave {o['scale']}.",
         "",
         f"ZSSR: `mzsr_fast.zssr_upscale`, preset `{res.get('zssr_preset', o['zssr_preset'])}`, "
@@ -206,7 +208,7 @@ def write_md(res: dict, stem: Path) -> None:
                   f"{z['threads']} threads, machine {z['cpu']}); bicubic and MZSR were measured in this run."]
     lines += [
         "",
-        "| method | PSNR (dB) | SSIM | seconds / image | paper PSNR/SSIM |",
+        "| method | PSNR (dB) | SSIM | seconds / image | paper PSNR/SSIM (whole set) |",
         "|---|---|---|---|---|",
     ]
     paper = PAPER_SET5.get(res["setting"], {}) if res["set_name"].lower() == "set5" else {}
@@ -329,6 +331,7 @@ def main(argv=None) -> int:
     zcfg = ZSSRConfig.preset(a.zssr_preset, max_iters=a.zssr_max_iters, subsampling=sub)
     hr_dir = Path(a.hr_dir)
     files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
+    n_in_set = len(files)
     if a.images:
         want = [x.strip() for x in a.images.split(",") if x.strip()]
         files = [p for w in want for p in files if p.stem == w]
@@ -339,7 +342,7 @@ def main(argv=None) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     res = {
         "setting": a.setting, "subsampling": sub, "set_name": hr_dir.name,
-        "images_planned": [p.name for p in files],
+        "images_planned": [p.name for p in files], "images_in_set": n_in_set,
         "options": {k: v for k, v in vars(a).items() if k not in ("from_json", "reused_zssr")}
         | {"threads": torch.get_num_threads()},
         "zssr_config": zcfg.__dict__ | {},
