@@ -313,7 +313,18 @@ def main(argv=None) -> int:
     if a.from_json:
         p = Path(a.from_json)
         stem = p.parent / p.name[: -len(".json")]
-        render(json.loads(p.read_text()), stem)
+        res = json.loads(p.read_text())
+        if a.reuse_zssr_from:  # merge the ZSSR rows of another run into this one
+            old = json.loads(Path(a.reuse_zssr_from).read_text())
+            z = {r["image"]: r["methods"]["zssr"] for r in old["rows"] if "zssr" in r["methods"]}
+            for r in res["rows"]:
+                if r["image"] in z:
+                    r["methods"]["zssr"] = dict(z[r["image"]], reused=True)
+            res["zssr_reused_from"] = {"file": Path(a.reuse_zssr_from).name, "started_utc": old["started_utc"],
+                                       "threads": old["options"]["threads"], "cpu": old["machine"].get("cpu")}
+            res["zssr_config"] = old["zssr_config"]
+            res["zssr_preset"] = old.get("zssr_preset", old["options"]["zssr_preset"])
+        render(res, stem)
         print(f"wrote {stem}.md and {stem}.png")
         return 0
     if a.threads:
