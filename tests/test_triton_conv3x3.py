@@ -254,3 +254,42 @@ def test_gpu_kernels_real_size(n, h, w, cin, cout, prec, atol, rtol):
     rw, rb = R.conv3x3_wgrad(xo, gyo)
     _check(f"wgrad [{prec}]", gw, rw, atol, rtol)
     _check(f"bias grad [{prec}]", gb, rb, atol, rtol)
+
+
+def _tune_cases():
+    if not torch.cuda.is_available():
+        return [pytest.param("none", 0, 0, marks=pytest.mark.gpu)]
+    out = []
+    for (kind, mode), cfgs in K._TUNE.items():
+        for i in range(len(cfgs)):
+            out.append(pytest.param(kind, mode, i, id=f"{kind}-{'tf32' if mode == 1 else 'bf16'}-{i}", marks=pytest.mark.gpu))
+    return out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,mode,idx", _tune_cases())
+def test_gpu_every_tune_config(kind, mode, idx, monkeypatch):
+    """Each autotune candidate on its own (autotuning picks any of them per size class, so
+    every one must be right): forced as the only candidate with tuning off, the 64->64
+    forward, input gradient and weight gradient at 64x64 and an odd 37x29 batch of 2."""
+    prec = "tf32" if mode == 1 else "bf16"
+    atol, rtol = (0.0, 1e-2) if prec == "tf32" else (0.0, 3e-2)
+    monkeypatch.setenv("MZSR_TRITON_AUTOTUNE", "0")
+    monkeypatch.setitem(K._TUNE, (kind, mode), [K._TUNE[(kind, mode)][idx]])
+    for n, h, w in ((1, 64, 64), (2, 37, 29)):
+        x, wt, b, res, gy = _data(n, h, w, 64, 64, seed=5)
+        xo, wo, gyo = _oracle_inputs(x, prec), _oracle_inputs(wt, prec), _oracle_inputs(gy, prec)
+        if kind == "fwd":
+            _check(f"fwd {kind} cfg {idx} [{prec}] {h}x{w}", K.conv3x3_fwd(x, wt, b, True, precision=prec),
+                   R.conv3x3_fwd(xo, wo, b.double(), True), atol, rtol)
+        elif kind == "dgrad":
+            rx = torch.relu(x)
+            _check(f"dgrad cfg {idx} [{prec}] {h}x{w}", K.conv3x3_dgrad(gy, wt, rx, precision=prec),
+                   R.conv3x3_dgrad(gyo, wo, _oracle_inputs(rx, prec)), atol, rtol)
+        else:
+            if (kind == "wgrad3") != K.wgrad_row3(64):
+                monkeypatch.setenv("MZSR_TRITON_WGRAD_ROW3", "1" if kind == "wgrad3" else "0")
+            gw, gb = K.conv3x3_wgrad(x, gy, precision=prec)
+            rw, rb = R.conv3x3_wgrad(xo, gyo)
+            _check(f"{kind} cfg {idx} [{prec}] {h}x{w}", gw, rw, atol, rtol)
+            _check(f"{kind} bias cfg {idx} [{prec}] {h}x{w}", gb, rb, atol, rtol)
