@@ -23,7 +23,11 @@ def _run_pretrain(args) -> int:
     except TrainingDiverged as e:
         print(f"mzsr-fast pretrain: error: {e}", file=sys.stderr)
         return 3
-    print(f"pretrain: stopped at step {res['step']}; best validation {res['best']}")
+    if res["info"].main:
+        print(f"pretrain: stopped at step {res['step']}; best validation {res['best']}")
+    from . import dist
+
+    dist.finish(res["info"])
     return 0
 
 

@@ -20,6 +20,7 @@ import torch
 
 from .. import model
 from . import checkpoint as ckpt_mod
+from . import dist as dist_mod
 from .common import (
     TrainingDiverged,
     Timer,
@@ -69,9 +70,12 @@ def _load_init(args, dev):
 def run(args, *, images=None, sampler=None) -> dict:
     """Train per ``args`` (see :func:`add_args`).  ``images`` (list of ``(3, H, W) uint8``)
     overrides ``--data`` (tests).  Returns ``{"step", "best", "params"}``."""
-    dev = setup_torch(args)
+    info, dev = dist_mod.init(args.device)  # torchrun: the batch is split over the ranks
+    args.device = str(dev)
+    setup_torch(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
     val_setting = args.val_setting or "g20"
     if args.patch % args.scale:
@@ -88,21 +92,23 @@ def run(args, *, images=None, sampler=None) -> dict:
         opt.load_state_dict(st["optimizer"])
         ckpt_mod.set_rng_state(st["rng"])
         step, best, time_offset = int(st["step"]), dict(st.get("best", {})), float(st.get("time", 0.0))
-    elif args.resume:
+    elif args.resume and info.main:
         print(f"[pretrain] --resume: no checkpoint in {out}, starting fresh", file=sys.stderr)
+    with torch.no_grad():
+        dist_mod.broadcast_(list(params.values()), info)
 
     if sampler is None:
         if images is None:
             images = load_folder(args.data, min_side=args.patch)
         sampler = PatchSampler(images, flat_threshold=args.flat_threshold)
     valset = None
-    if args.val_every and args.val_data:
+    if info.main and args.val_every and args.val_data:
         from .validate import load_valset
 
         valset = load_valset(args.val_data, val_setting, args.scale, args.val_limit)
     val_steps = [int(s) for s in str(args.val_steps).split(",") if s.strip()]
 
-    log = JsonlLogger(out / "log.jsonl")
+    log = JsonlLogger(out / "log.jsonl", enabled=info.main)
     log.log(kind="event", event="start" if step == 0 else "resume", step=step, machine=machine_desc(dev),
             config={k: v for k, v in vars(args).items() if k != "func"})
     timer = Timer(time_offset)
@@ -111,13 +117,17 @@ def run(args, *, images=None, sampler=None) -> dict:
                 patch=args.patch, batch=args.batch, machine=machine_desc(dev))
 
     def save(step_next: int) -> None:
+        if not info.main:
+            return
         ckpt_mod.save_checkpoint(ckpt_path, {
             "params": params, "optimizer": opt.state_dict(), "step": step_next, "rng": ckpt_mod.rng_state(),
             "best": best, "time": timer.total(), "config": {k: v for k, v in vars(args).items() if k != "func"},
         })
         export_weights(out / "last.safetensors", params, steps=step_next, train_time_s=round(timer.total(), 1), **meta)
 
-    bar = make_bar(args.steps, step, "pretrain", enabled=not args.no_bar)
+    mine = dist_mod.shard(args.batch, info)
+    share = len(mine) / args.batch
+    bar = make_bar(args.steps, step, "pretrain", enabled=info.main and not args.no_bar)
     t_log, n_log = time.perf_counter(), 0
     try:
         while step < args.steps:
@@ -130,12 +140,19 @@ def run(args, *, images=None, sampler=None) -> dict:
                 gr["lr"] = lr
             rng = step_rng(args.seed, step)
             x, y = sample_pretrain_batch(sampler, rng, batch=args.batch, patch=args.patch, scale=args.scale)
+            if info.enabled:
+                x, y = x[mine], y[mine]
             x, y = fmt(x.to(dev, non_blocking=True), args), fmt(y.to(dev, non_blocking=True), args)
             with autocast(args, dev):
                 pred = model.forward(params, x)
-            loss = (pred.float() - y).abs().mean()
+            # this rank's share of the mean over the whole batch
+            loss = (pred.float() - y).abs().mean() * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if info.enabled:
+                lt = loss.detach().reshape(1).double()
+                dist_mod.allreduce_sum_([p.grad for p in params.values()] + [lt], info)
+                loss = lt
             lv = check_finite(loss, step, "pretraining loss", ckpt_path)
             opt.step()
             step += 1
@@ -162,25 +179,28 @@ def run(args, *, images=None, sampler=None) -> dict:
                 except Exception as e:  # noqa: BLE001 - a plot must never stop training
                     bar.write(f"[pretrain] plot failed: {e}")
             t_now = time.perf_counter()
-            if step % args.ckpt_every == 0 or t_now - last_ckpt_t >= args.ckpt_every_s:
+            due = step % args.ckpt_every == 0 or t_now - last_ckpt_t >= args.ckpt_every_s
+            stop = (bool(args.time_budget) and timer.session() >= args.time_budget) or stop_requested()
+            if info.enabled:  # clock decisions: the ranks must agree
+                due, stop = dist_mod.any_flag(due, info, dev), dist_mod.any_flag(stop, info, dev)
+            if due:
                 save(step)
                 last_ckpt_t = t_now
-            if args.time_budget and timer.session() >= args.time_budget:
-                log.log(kind="event", event="time_budget", step=step, time=timer.total())
-                break
-            if stop_requested():
-                log.log(kind="event", event="signal", step=step, time=timer.total())
+            if stop:
+                log.log(kind="event", event="signal" if stop_requested() else "time_budget", step=step,
+                        time=timer.total())
                 break
         save(step)
     finally:
         bar.close()
         log.close()
-    if args.plot_every > 0:
+    if info.main and args.plot_every > 0:
         try:
             plot_log(out / "log.jsonl")
         except Exception:  # noqa: BLE001
             pass
-    return {"step": step, "best": best, "params": {k: v.detach() for k, v in params.items()}}
+    dist_mod.barrier(info)
+    return {"step": step, "best": best, "params": {k: v.detach() for k, v in params.items()}, "info": info}
 
 
 def validate_now(params, valset, val_steps, dev) -> dict:
@@ -199,7 +219,9 @@ def main(argv=None) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    print(f"[pretrain] done at step {res['step']}; best {res['best']}")
+    if res["info"].main:
+        print(f"[pretrain] done at step {res['step']}; best {res['best']}")
+    dist_mod.finish(res["info"])
     return 0
 
 
