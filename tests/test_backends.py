@@ -150,3 +150,7 @@ def test_registry_errors():
     assert name in ("cpu", "reference")
     if name == "reference":
         assert "cpu unavailable" in note
+    # auto never picks a backend that lacks the precision asked for
+    for prec in ("fp32", "tf32", "bf16"):
+        name, note = backends.resolve("auto", "cpu", prec)
+        assert prec in backends._load(name).precisions, (prec, name, note)
