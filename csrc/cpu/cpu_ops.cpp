@@ -4,8 +4,14 @@
 //
 // Design (measured numbers in benchmarks/results/ and mzsr_fast/backends/cpu.py):
 // * direct conv on zero-padded NHWC buffers (no im2col, no edge branches): a block of
-//   NP pixels x 64 output channels lives in registers, the 9 taps x CB input channels
-//   stream packed weights [tap][ci][co] from L1 (conv_kernels.inc);
+//   6 pixels x 64 output channels lives in registers over the whole K = 9 taps x Cin,
+//   packed weights [tap][ci][co] stream from L1/L2 (conv_kernels.inc).  Measured
+//   2026-11-26, one Zen 4 core, 128^2 x 64 -> 64: K blocks of 8 channels with partial
+//   sums in a scratch row 94 GF/s, whole K in registers 110 GF/s (FMA peak 117);
+// * the 64 -> 3 last layer: vectorised over input channels (narrow_row), not over 3 of
+//   16 output lanes (3.1 ms -> 0.8 ms per 128^2 row sweep);
+// * precision "bf16" (AVX512_BF16): conv_bf16.inc, vdpbf16ps on channel pairs (forward,
+//   dgrad) and pixel pairs (wgrad), 2x the fp32 rate;
 // * dgrad = the same kernel with flipped/transposed weights, ReLU mask fused in the
 //   epilogue and written in place over the layer's input activation (it is not needed
 //   after its own weight gradient), so a step keeps only the 8 activations;
@@ -1166,8 +1172,8 @@ TORCH_LIBRARY_FRAGMENT(mzsr_fast, m) {
   // loss and gradients [gw0, gb0, ...] of the L1 loss of x + net(x) vs target, no update
   m.def("net_grads(Tensor[] params, Tensor x, Tensor target, str precision=\"fp32\") -> (Tensor, Tensor[])");
   // adapt_step with a precision: "fp32" (= adapt_step) or "bf16" (bf16 operands and fp32
-  // accumulation in the forward and input-gradient convs of layers 1..7; weight gradients,
-  // master weights and the update stay fp32)
+  // accumulation in the forward, input-gradient and weight-gradient convs of layers 1..7;
+  // layer 0, the loss, the master weights and the update stay fp32)
   m.def("adapt_step_prec(Tensor(a!)[] params, Tensor x, Tensor target, Tensor lr, str precision) -> Tensor");
   // does this CPU run precision="bf16" (AVX512_BF16)?
   m.def("cpu_has_bf16() -> bool", &mzsr_cpu::cpu_has_bf16);
