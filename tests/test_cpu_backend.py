@@ -85,6 +85,8 @@ def test_auto_picks_cpu_and_upscale_any_size():
     cpu, ref = _pair()
     name, note = backends.resolve("auto", "cpu")
     assert name == "cpu", note
+    if torch.ops.mzsr_fast.cpu_has_bf16():
+        assert backends.resolve("auto", "cpu", "bf16")[0] == "cpu"
     x, t, p = _inputs(1, 8, 8, seed=2)
     for b in (cpu, ref):
         b.prepare(p, x.shape)
@@ -115,8 +117,13 @@ def test_no_arena_growth_after_first_step():
 def _bf16_pair():
     cpu, ref = _pair()
     if not torch.ops.mzsr_fast.cpu_has_bf16():
+        from mzsr_fast.backends.cpu import CpuBackend
+
+        assert "bf16" not in CpuBackend.precisions
         with pytest.raises(ValueError, match="AVX512_BF16"):
-            backends.get("cpu", "cpu", "bf16")
+            CpuBackend("cpu", "bf16")
+        # auto must not pick a backend that lacks the precision
+        assert backends.resolve("auto", "cpu", "bf16")[0] != "cpu"
         pytest.skip("no AVX512_BF16 on this CPU")
     return backends.get("cpu", "cpu", "bf16"), ref
 

@@ -47,6 +47,17 @@ def _nchw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).contiguous()
 
 
+def _precisions() -> tuple[str, ...]:
+    """("fp32", "bf16") where the compiled ops and AVX512_BF16 are present, else ("fp32",),
+    so that ``backend="auto"`` never picks this backend for a precision it cannot run."""
+    try:
+        if _ext.has_op("adapt_step_prec", "cpu") and bool(torch.ops.mzsr_fast.cpu_has_bf16()):
+            return ("fp32", "bf16")
+    except Exception:  # a missing or stale extension: fp32 only (available() says why)
+        pass
+    return ("fp32",)
+
+
 class CpuBackend(Backend):
     """Compiled CPU kernels.
 
@@ -57,12 +68,14 @@ class CpuBackend(Backend):
     """
 
     name = "cpu"
-    precisions = ("fp32", "bf16")
+    #: "bf16" only on CPUs with AVX512_BF16 (decided once, at import)
+    precisions = _precisions()
 
     def __init__(self, device="cpu", precision="fp32"):
+        if precision == "bf16" and precision not in self.precisions:
+            raise ValueError("cpu backend: precision 'bf16' needs a CPU with AVX512_BF16 and the compiled "
+                             f"ops (use 'fp32'); extension: {_ext.status}")
         super().__init__(device, precision)
-        if precision == "bf16" and not _ops().cpu_has_bf16():
-            raise ValueError("cpu backend: precision 'bf16' needs a CPU with AVX512_BF16 (use 'fp32')")
         self._names: list[str] = []
         self._plist: list[torch.Tensor] = []
 
