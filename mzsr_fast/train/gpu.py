@@ -180,6 +180,12 @@ def recipe(a) -> dict:
             vsets[(setting, scale)] = load_valset(a.val_data, setting, scale, a.val_limit)
 
     init = a.init or str(model.WEIGHTS_DIR / "pretrain_x2_bicubic.safetensors")
+    stage_init = {}
+    for kv in a.init_stage:
+        k, v = kv.split("=", 1)
+        if k not in STAGES or not Path(v).is_file():
+            raise SystemExit(f"--init-stage {kv!r}: stage must be one of {STAGES} and the file must exist")
+        stage_init[k] = v
     results = {"pre_x2": init if Path(init).is_file() else None}
     budget_total = a.time_budget - a.reserve - elapsed()
     flags = (["--device", str(dev), "--no-bar", "--threads", str(a.threads or 0), "--val-every", "0",
@@ -206,6 +212,7 @@ def recipe(a) -> dict:
             if stage in ("pre_x2", "pre_x4"):
                 scale = 2 if stage == "pre_x2" else 4
                 src = results.get("pre_x2") if stage == "pre_x4" else init
+                src = stage_init.get(stage, src)
                 argv = flags + ["--out", str(sdir), "--scale", str(scale), "--patch", str(a.pre_patch), "--batch",
                                 str(a.pre_batch), "--lr", str(a.pre_lr), "--lr-min", str(a.pre_lr_min),
                                 "--lr-halve-every", "1000000000", "--steps", "100000000", "--time-budget", f"{budget:.1f}",
@@ -219,6 +226,7 @@ def recipe(a) -> dict:
                 scale = 4 if "x4" in stage else 2
                 sub = "bicubic" if "bicubic" in stage else "direct"
                 src = (results.get("pre_x4") or results.get("pre_x2")) if scale == 4 else results.get("pre_x2")
+                src = stage_init.get(stage, src)  # --init-stage: e.g. continue from a shipped meta file
                 fo_frac = a.fo_frac
                 argv = flags + ["--out", str(sdir), "--scale", str(scale), "--subsampling", sub,
                                 "--patch", str(a.meta_patch), "--meta-batch", str(a.meta_batch),
@@ -314,6 +322,9 @@ def main(argv=None) -> int:
     r.add_argument("--val-data", default=_default_val(), help="Set5 HR folder ('' = no validation) [%(default)s]")
     r.add_argument("--val-limit", type=int, default=None)
     r.add_argument("--init", default=None, help="x2 start weights [shipped pretrain_x2_bicubic]")
+    r.add_argument("--init-stage", action="append", default=[], metavar="STAGE=PATH",
+                   help="start STAGE from PATH instead of the previous stage's output, e.g. "
+                        "meta_x4_direct=mzsr_fast/weights/mzsr_x4_direct.safetensors (continue a shipped file)")
     r.add_argument("--device", default="cuda")
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--seed", type=int, default=0)
