@@ -165,6 +165,15 @@ def summarize(res: dict) -> dict:
         mean[k]["n"] = len(vals)
     res["order"] = order
     res["mean"] = mean
+    mz = [(r["image"], v) for r in res["rows"] for k, v in r["methods"].items() if k.startswith("mzsr")]
+    ws, bs = sorted({v["weights"] for _, v in mz}), sorted({v["backend"] for _, v in mz})
+    if len(ws) > 1:  # the shipped default changed during the run: say which image used which
+        res["mzsr_weights"] = "; ".join(f"{w} ({', '.join(sorted({i for i, v in mz if v['weights'] == w}))})"
+                                        for w in ws)
+    elif ws:
+        res["mzsr_weights"] = ws[0]
+    if bs:
+        res["mzsr_backend"] = " + ".join(bs)
     if "zssr" in mean and "mzsr10" in mean:
         ratios = [r["methods"]["zssr"]["seconds"] / r["methods"]["mzsr10"]["seconds"]
                   for r in res["rows"] if "zssr" in r["methods"] and "mzsr10" in r["methods"]]
@@ -251,13 +260,13 @@ def write_plot(res: dict, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colors = {"bicubic": "tab:gray", "zssr": "tab:red"}
-    for k in res["order"]:
+    for j, k in enumerate(res["order"]):
         v = res["mean"][k]
         c = colors.get(k, "tab:blue")
         pts = [(r["methods"][k]["seconds"], r["methods"][k]["psnr"]) for r in res["rows"] if k in r["methods"]]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, color=c, alpha=0.3)
         ax.scatter([v["seconds"]], [v["psnr"]], s=50, color=c, zorder=3)
-        ax.annotate(_label(k), (v["seconds"], v["psnr"]), textcoords="offset points", xytext=(5, 4), fontsize=9)
+        ax.annotate(_label(k), (v["seconds"], v["psnr"]), textcoords="offset points", xytext=(5, 4 if j % 2 else -13), fontsize=9)
     mz = [k for k in res["order"] if k.startswith("mzsr")]
     if mz:
         ax.plot([res["mean"][k]["seconds"] for k in mz], [res["mean"][k]["psnr"] for k in mz], color="tab:blue", lw=1)
@@ -370,10 +379,6 @@ def main(argv=None) -> int:
     for p in files:
         row = run_image(p, kernel, sub, a, zcfg)
         res["rows"].append(row)
-        ws = sorted({v["weights"] for r in res["rows"] for k, v in r["methods"].items() if k.startswith("mzsr")})
-        bs = sorted({v["backend"] for r in res["rows"] for k, v in r["methods"].items() if k.startswith("mzsr")})
-        if ws:  # more than one when the shipped default changed during the run
-            res["mzsr_weights"], res["mzsr_backend"] = " + ".join(ws), " + ".join(bs)
         render(res, stem)
     res["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     render(res, stem)
