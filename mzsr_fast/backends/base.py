@@ -85,5 +85,13 @@ class Backend(abc.ABC):
         """Forward of the adapted net at the output size (no gradient)."""
         return self.forward(x)
 
+    def _input(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
+        """An interface tensor checked (``(N, 3, H, W)``, non-empty) -> float32 on the device."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{what} must be (N, 3, H, W), got {tuple(x.shape)}")
+        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f"{what} is empty: {tuple(x.shape)}")
+        return x.to(self.device, torch.float32)
+
     def describe(self) -> str:
         return f"{self.name}[{self.precision}] on {self.device}"

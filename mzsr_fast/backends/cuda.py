@@ -147,12 +147,6 @@ class CudaBackend(Backend):
         if not self._plist:
             raise RuntimeError("call prepare(params, shape) first")
 
-    def _input(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"{what} must be (N, 3, H, W), got {tuple(x.shape)}")
-        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError(f"{what} is empty: {tuple(x.shape)}")
-        return x.to(self.device, torch.float32)
 
     def _pair(self, x, target):
         x, target = self._input(x), self._input(target, "target")

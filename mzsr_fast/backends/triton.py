@@ -265,10 +265,6 @@ class TritonBackend(Backend):
         if not self._prepared:
             raise RuntimeError("call prepare(params, shape) first")
 
-    def _check_input(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"{what} must be (N, 3, H, W), got {tuple(x.shape)}")
-        return x.to(self.device, torch.float32)
 
     # ------------------------------------------------------------------ plans
     def _plan(self, shape) -> _AdaptPlan:
@@ -341,7 +337,7 @@ class TritonBackend(Backend):
     # ------------------------------------------------------------------ interface
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_prepared()
-        x = self._check_input(x)
+        x = self._input(x)
         fp = self._fplan(x.shape)
         fp.load(x)
         self._run_forward(fp, self._p)
@@ -351,7 +347,7 @@ class TritonBackend(Backend):
         if not self.use_graphs:
             return self.forward(x)
         self._check_prepared()
-        x = self._check_input(x)
+        x = self._input(x)
         key = tuple(x.shape)
         fp = self._fplan(key)
         fp.load(x)
@@ -365,7 +361,7 @@ class TritonBackend(Backend):
 
     def grads(self, x, target):
         self._check_prepared()
-        x, target = self._check_input(x), self._check_input(target, "target")
+        x, target = self._input(x), self._input(target, "target")
         pl = self._plan(x.shape)
         pl.load(x, target)
         self._gflat.zero_()
@@ -378,7 +374,7 @@ class TritonBackend(Backend):
             # one step = the captured one-step graph (lr in its device tensor)
             return self.adapt(x, target, [float(lr)])[0]
         self._check_prepared()
-        x, target = self._check_input(x), self._check_input(target, "target")
+        x, target = self._input(x), self._input(target, "target")
         pl = self._plan(x.shape)
         pl.load(x, target)
         self._lr1.fill_(float(lr))
@@ -392,7 +388,7 @@ class TritonBackend(Backend):
         k = len(schedule)
         if k == 0:
             return torch.zeros(0, device=self.device)
-        x, target = self._check_input(x), self._check_input(target, "target")
+        x, target = self._input(x), self._input(target, "target")
         if x.shape != target.shape:
             raise ValueError(f"x {tuple(x.shape)} and target {tuple(target.shape)} differ")
         pl = self._plan(x.shape)
