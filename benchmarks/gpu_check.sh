@@ -70,4 +70,16 @@ phase quality "${T_QUALITY:-80}" $PY benchmarks/gpu_quality.py --out "$OUT/quali
   --no-header -p no:cacheprovider --benchmark-json "$OUT/bench_cuda_ops.json" --benchmark-columns=median,min > /tmp/mzsr_ops.log 2>&1
 grep -E "^test_|passed|failed|rror" /tmp/mzsr_ops.log | tail -60 >> "$SUMMARY"
 
+# 7. optional (MZSR_GPU_VS_ZSSR=1): the full MZSR-vs-ZSSR report on Set5 g^d_2.0 on the GPU
+# (about 10-30 s of ZSSR per image expected on an H100, not yet measured; partial reports are
+# rewritten after every image)
+if [ "${MZSR_GPU_VS_ZSSR:-0}" = "1" ]; then
+  # the device returns at most 8 files: the markdown goes into summary.txt, the JSON to OUTDIR
+  mkdir -p /tmp/mzsr_vs_zssr
+  phase vs_zssr "${T_VSZSSR:-300}" $PY benchmarks/report_vs_zssr.py --device cuda --out-dir /tmp/mzsr_vs_zssr --tag _gpu \
+    > /tmp/mzsr_vs_zssr.log 2>&1
+  cat /tmp/mzsr_vs_zssr/*.md >> "$SUMMARY" 2>/dev/null || tail -20 /tmp/mzsr_vs_zssr.log >> "$SUMMARY"
+  cp /tmp/mzsr_vs_zssr/*.json "$OUT/" 2>/dev/null
+fi
+
 note "gpu_check total $(( $(date +%s) - T0 )) s"
