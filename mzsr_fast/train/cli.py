@@ -8,43 +8,24 @@ Exit codes: 0 done, 3 training diverged (non-finite loss; the last good checkpoi
 from __future__ import annotations
 
 import argparse
-import sys
 
 __all__ = ["register"]
 
 
 def _run_pretrain(args) -> int:
     from . import pretrain
-    from .common import TrainingDiverged, install_stop_handler
+    from .common import run_entry
 
-    install_stop_handler()
-    try:
-        res = pretrain.run(args)
-    except TrainingDiverged as e:
-        print(f"mzsr-fast pretrain: error: {e}", file=sys.stderr)
-        return 3
-    if res["info"].main:
-        print(f"pretrain: stopped at step {res['step']}; best validation {res['best']}")
-    from . import dist
-
-    dist.finish(res["info"])
-    return 0
+    return run_entry(pretrain.run, args, err_prefix="mzsr-fast pretrain: ",
+                     done="pretrain: stopped at step {step}; best validation {best}")
 
 
 def _run_meta(args) -> int:
-    from . import dist, meta
-    from .common import TrainingDiverged, install_stop_handler
+    from . import meta
+    from .common import run_entry
 
-    install_stop_handler()
-    try:
-        res = meta.run(args)
-    except TrainingDiverged as e:
-        print(f"mzsr-fast meta-train: error: {e}", file=sys.stderr)
-        return 3
-    if res["info"].main:
-        print(f"meta-train: stopped at step {res['step']}; best validation {res['best']}")
-    dist.finish(res["info"])
-    return 0
+    return run_entry(meta.run, args, err_prefix="mzsr-fast meta-train: ",
+                     done="meta-train: stopped at step {step}; best validation {best}")
 
 
 def register(subparsers) -> None:

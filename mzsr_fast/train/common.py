@@ -134,3 +134,24 @@ class Timer:
 
     def total(self) -> float:
         return self.offset + self.session()
+
+
+def run_entry(run, args, *, err_prefix: str, done: str) -> int:
+    """The shared entry of the training commands (``python -m ...`` and the CLI): install the
+    stop handler, ``run(args)``, exit 3 with ``err_prefix + "error: ..."`` on a NaN/inf loss
+    (the last good checkpoint is kept), print ``done.format(step=..., best=...)`` on the main
+    rank, and shut torch.distributed down."""
+    import sys
+
+    from . import dist
+
+    install_stop_handler()
+    try:
+        res = run(args)
+    except TrainingDiverged as e:
+        print(f"{err_prefix}error: {e}", file=sys.stderr)
+        return 3
+    if res["info"].main:
+        print(done.format(step=res["step"], best=res["best"]))
+    dist.finish(res["info"])
+    return 0

@@ -22,14 +22,13 @@ from .. import model
 from . import checkpoint as ckpt_mod
 from . import dist as dist_mod
 from .common import (
-    TrainingDiverged,
     Timer,
     add_common_args,
     autocast,
     check_finite,
     export_weights,
     fmt,
-    install_stop_handler,
+    run_entry,
     machine_desc,
     setup_torch,
     stop_requested,
@@ -213,16 +212,7 @@ def main(argv=None) -> int:
     p = add_args(argparse.ArgumentParser(prog="python -m mzsr_fast.train.pretrain", description=__doc__,
                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     args = p.parse_args(argv)
-    install_stop_handler()
-    try:
-        res = run(args)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    if res["info"].main:
-        print(f"[pretrain] done at step {res['step']}; best {res['best']}")
-    dist_mod.finish(res["info"])
-    return 0
+    return run_entry(run, args, err_prefix="", done="[pretrain] done at step {step}; best {best}")
 
 
 if __name__ == "__main__":
