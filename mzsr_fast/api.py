@@ -3,8 +3,8 @@
 One pass, no step goes back::
 
     image -> io.to_internal: (1, 3, H, W) float32 in [0, 1] on the device, kernel checked
-    -> degradation: son = degrade(LR, k, s); son_up = imresize(son, (H, W));
-       lr_up = imresize(LR, (sH, sW))
+    -> prep.make_inputs: son = degrade(LR, k, s); son_up = imresize(son, (H, W));
+       lr_up = imresize(LR, (sH, sW))   (one replayed CUDA graph on a GPU)
     -> backend.prepare(weights copy); backend.adapt(son_up -> LR, lr schedule)
     -> backend.upscale(lr_up) -> clamp, back to the caller's kind and dtype.
 """
@@ -22,7 +22,7 @@ import torch
 from . import backends as _backends
 from . import io as _io
 from . import model as _model
-from .degradation import degrade, imresize
+from . import prep as _prep
 
 __all__ = ["adapt_and_upscale", "default_lr_schedule", "resolve_device", "load_params"]
 
@@ -199,9 +199,7 @@ def adapt_and_upscale(
     times = {"setup": t_setup, "degrade": 0.0, "prepare": 0.0, "adapt": 0.0, "upscale": 0.0}
     for x in xs:
         t = time.perf_counter()
-        son = degrade(x, k, scale, sub_eff)
-        son_up = imresize(son, output_shape=(h, w))
-        lr_up = imresize(x, output_shape=(h * scale, w * scale))
+        son_up, lr_up = _prep.make_inputs(x, k, scale, sub_eff)
         sync(dev)
         t1 = time.perf_counter()
         be.prepare(params, tuple(son_up.shape))

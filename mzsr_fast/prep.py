@@ -1,0 +1,93 @@
+"""The inputs of one MZSR pass from the LR image: ``son_up`` (the degraded LR image, resized
+back to the LR size: the adaptation input) and ``lr_up`` (the LR image resized to the output
+size: the upscale input).
+
+On CUDA the few dozen small ops of ``degrade`` + two ``imresize`` (119 dispatched ops for a
+3-channel image with a 21x21 kernel, counted 2026-11-26) are captured once per (shape,
+kernel, scale, subsampling) into a CUDA graph and replayed: on the host that is one launch
+instead of ~60 kernel launches issued while the GPU waits for its first real work.  The
+replayed ops are the eager ones, so the results are bitwise equal (tested in
+``tests/test_prep.py``).  ``MZSR_FAST_PREP_GRAPH=0`` turns the graph off.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import threading
+
+import numpy as np
+import torch
+
+from .degradation import degrade, imresize
+
+__all__ = ["make_inputs", "eager_inputs"]
+
+#: captured graphs kept per thread (each holds its image-sized buffers on the GPU)
+_MAX_GRAPHS = 8
+_tls = threading.local()
+
+
+def eager_inputs(x: torch.Tensor, kernel: np.ndarray | None, scale: int, subsampling: str):
+    """x: (1, 3, H, W) float32 in [0, 1] -> (son_up (1, 3, H, W), lr_up (1, 3, sH, sW)),
+    float32, plain ops."""
+    h, w = x.shape[-2:]
+    son = degrade(x, kernel, scale, subsampling)
+    son_up = imresize(son, output_shape=(h, w))
+    lr_up = imresize(x, output_shape=(h * scale, w * scale))
+    return son_up, lr_up
+
+
+def _graphs_enabled() -> bool:
+    return os.environ.get("MZSR_FAST_PREP_GRAPH", "1") != "0"
+
+
+def _key(x: torch.Tensor, kernel, scale: int, subsampling: str):
+    kk = None
+    if kernel is not None:
+        ka = np.ascontiguousarray(kernel, dtype=np.float64)
+        kk = (ka.shape, hashlib.sha1(ka.tobytes()).hexdigest())
+    return (tuple(x.shape), x.dtype, str(x.device), kk, int(scale), subsampling)
+
+
+def make_inputs(x: torch.Tensor, kernel: np.ndarray | None, scale: int, subsampling: str):
+    """Same as :func:`eager_inputs`; on CUDA through a cached CUDA graph.
+
+    The returned tensors of the graph path are the graph's static outputs: valid until the
+    next call with the same key in the same thread (the API consumes them at once, in
+    stream order)."""
+    if x.device.type != "cuda" or not _graphs_enabled() or torch.cuda.is_current_stream_capturing():
+        return eager_inputs(x, kernel, scale, subsampling)
+    cache = getattr(_tls, "graphs", None)
+    if cache is None:
+        cache = _tls.graphs = collections.OrderedDict()
+    key = _key(x, kernel, scale, subsampling)
+    ent = cache.get(key)
+    if ent is None:
+        ent = _capture(x, kernel, scale, subsampling)
+        cache[key] = ent
+        while len(cache) > _MAX_GRAPHS:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    graph, x_static, outs = ent
+    x_static.copy_(x)
+    graph.replay()
+    return outs
+
+
+def _capture(x, kernel, scale, subsampling):
+    with torch.cuda.device(x.device):
+        x_static = x.clone()
+        # warm-up on a side stream: fills the device caches of resize weights/kernels and
+        # picks the cuDNN algorithms, so the capture makes no host-to-device copies
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            eager_inputs(x_static, kernel, scale, subsampling)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outs = eager_inputs(x_static, kernel, scale, subsampling)
+    return graph, x_static, outs
