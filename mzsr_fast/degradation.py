@@ -52,12 +52,17 @@ def gaussian_kernel(size: int, var1: float, var2: float | None = None, theta: fl
 def check_kernel(kernel, *, normalize: bool = True) -> np.ndarray:
     """Validate a blur kernel and return it as ``(kh, kw) float64`` summing to 1.
 
-    Raises ``ValueError`` for: not 2-D, an even side, NaN/inf, a sum that is not
-    positive (cannot be normalised).  Negative entries are allowed (sharpening kernels)
-    as long as the sum is positive.
+    Raises ``TypeError`` for a non-numeric or complex kernel and ``ValueError`` for: not
+    2-D, an even side, NaN/inf, a sum that is not positive (all-zero, or negative: cannot
+    be normalised).  Negative entries are allowed (sharpening kernels) as long as the sum
+    is positive; any positive scale is fine (the kernel is divided by its sum).
     """
     if isinstance(kernel, torch.Tensor):
+        if kernel.is_complex():
+            raise TypeError(f"kernel must be real, got dtype {kernel.dtype}")
         kernel = kernel.detach().cpu().double().numpy()
+    if np.iscomplexobj(kernel):
+        raise TypeError("kernel must be real, got complex values")
     try:
         k = np.asarray(kernel, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -68,9 +73,15 @@ def check_kernel(kernel, *, normalize: bool = True) -> np.ndarray:
         raise ValueError(f"kernel sides must be odd, got shape {k.shape}")
     if not np.all(np.isfinite(k)):
         raise ValueError("kernel contains NaN or inf")
+    a = np.abs(k).sum()
+    if not np.isfinite(a):  # huge entries (1e308): the sum overflows; rescale first
+        k = k / np.abs(k).max()
+        a = np.abs(k).sum()
     s = k.sum()
-    if not s > 1e-12:
-        raise ValueError(f"kernel cannot be normalised: its sum is {s!r} (must be > 0)")
+    # positive, and not a cancellation artefact of large +/- entries
+    if not (s > 0 and s > 1e-12 * a):
+        what = "it is all zeros" if a == 0 else f"its sum is {s:.4g}"
+        raise ValueError(f"kernel cannot be normalised: {what} (the sum must be > 0)")
     return k / s if normalize else k
 
 

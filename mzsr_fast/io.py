@@ -5,17 +5,22 @@ Every accepted image kind is converted to the internal form ``(1, 3, H, W) float
 
 | input | accepted | returned |
 |---|---|---|
-| numpy ``(H, W)`` / ``(H, W, 1|3|4)`` | uint8, uint16 (0..65535), float16/32/64 in [0, 1] | same dtype and layout |
-| ``PIL.Image`` | L, LA, RGB, RGBA, P (palette), I;16, I, F; EXIF orientation applied | same mode where possible (P -> RGB(A)) |
-| torch ``(C, H, W)`` / ``(N, C, H, W)``, C in 1, 3, 4 | float in [0, 1], uint8 | same dtype, device, rank |
+| numpy ``(H, W)`` / ``(H, W, C)``, C in 1..4 (2 = grey + alpha) | uint8, uint16 (0..65535), float16/32/64 in [0, 1]; either byte order, any strides | same dtype and layout |
+| ``PIL.Image`` | L, LA, La, RGB, RGBA, RGBa, P / PA (palette), 1, I;16 (B/L), I (0..65535), F (in [0, 1]); CMYK, YCbCr, LAB, HSV, RGBX via RGB; EXIF orientation applied | same mode, except P -> RGB or RGBA, PA -> RGBA, La -> LA, RGBa -> RGBA, 1 -> L, I;16B/L -> I;16, others -> RGB |
+| torch ``(C, H, W)`` / ``(N, C, H, W)``, C in 1, 3, 4 | float (any) in [0, 1], uint8 | same dtype, device, rank |
 
 Greyscale is processed as three equal channels and returned as one (their mean).  Alpha
-is not adapted: it is resized with the same bicubic ``imresize`` and clipped.
+is not adapted: it is resized with the same bicubic ``imresize`` and clipped.  EXIF
+orientation of a ``PIL.Image`` is applied first, so the result is upright and carries no
+orientation tag (its size is the *transposed* input size times the scale for
+orientations 5-8).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +85,12 @@ def to_internal(image, device: torch.device | str = "cpu") -> tuple[list[torch.T
     if Image is not None and isinstance(image, Image.Image):
         return _pil_to_internal(image, device)
     if isinstance(image, np.ndarray):
+        given_dtype = image.dtype  # returned as given (byte order included)
+        if image.dtype.byteorder not in ("=", "|"):
+            # non-native byte order (e.g. from a FITS/TIFF reader): same values, native order
+            image = image.astype(image.dtype.newbyteorder("="))
+        if image.ndim in (2, 3) and 0 in image.shape[:2]:
+            raise ValueError(f"image is empty: shape {image.shape}")
         if image.dtype == np.uint8:
             t, smax = torch.from_numpy(np.array(image, copy=True, order="C")).float() / 255.0, 255.0
         elif image.dtype == np.uint16:
@@ -97,7 +108,7 @@ def to_internal(image, device: torch.device | str = "cpu") -> tuple[list[torch.T
             layout, t = "hwc", t.permute(2, 0, 1)[None]
         else:
             raise ValueError(f"numpy image must be (H, W) or (H, W, C), got shape {image.shape}")
-        meta = ImageMeta("numpy", image.dtype, t.shape[1], layout, scale_max=smax)
+        meta = ImageMeta("numpy", given_dtype, t.shape[1], layout, scale_max=smax)
         return [_split_channels(t.to(device).contiguous(), meta)], meta
     if isinstance(image, torch.Tensor):
         if image.dim() == 3:
@@ -110,6 +121,8 @@ def to_internal(image, device: torch.device | str = "cpu") -> tuple[list[torch.T
             raise ValueError(f"torch image must have 1, 3 or 4 channels (dim 1 of NCHW), got shape {tuple(image.shape)}")
         if t.shape[0] == 0:
             raise ValueError("torch image batch is empty")
+        if t.shape[2] == 0 or t.shape[3] == 0:
+            raise ValueError(f"image is empty: shape {tuple(image.shape)}")
         if t.dtype == torch.uint8:
             tf, smax = t.to(device=device, dtype=torch.float32) / 255.0, 255.0
         elif t.is_floating_point():
@@ -130,26 +143,43 @@ def to_internal(image, device: torch.device | str = "cpu") -> tuple[list[torch.T
     )
 
 
+#: PIL modes converted before processing (-> the mode the result comes back in)
+_PIL_CONVERT = {"P": None, "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "1": "L"}
+_PIL_DIRECT = ("L", "LA", "RGB", "RGBA")
+_PIL_16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def _pil_to_internal(img, device):
     from PIL import ImageOps
 
-    img = ImageOps.exif_transpose(img) or img
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception as e:  # a malformed EXIF block in an in-memory image
+        raise ValueError(f"cannot apply the EXIF orientation of the image: {e}") from e
+    if 0 in img.size:
+        raise ValueError(f"image is empty: PIL size {img.size}")
     mode = img.mode
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float32) / 65535.0
+    if mode in _PIL_16:
+        arr = np.asarray(img).astype(np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 65535:
+            raise ValueError(f"PIL mode {mode} image values must lie in 0..65535 (16-bit), got {lo:g}..{hi:g}")
         meta = ImageMeta("pil", np.uint16, 1, mode, scale_max=65535.0)
-        t = torch.from_numpy(np.clip(arr, 0, 1))[None, None].to(device)
+        t = torch.from_numpy(arr / 65535.0)[None, None].to(device)
         return [_split_channels(t, meta)], meta
-    elif mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
-        t = torch.from_numpy(arr.copy())[None, None]
+    if mode == "F":
+        t = torch.from_numpy(np.asarray(img, dtype=np.float32).copy())[None, None]
         _check_float_range(t, "image")
         meta = ImageMeta("pil", np.float32, 1, mode)
         return [_split_channels(t.to(device), meta)], meta
-    elif mode not in ("L", "LA", "RGB", "RGBA"):
-        img = img.convert("RGB")
+    if mode not in _PIL_DIRECT:
+        target = _PIL_CONVERT.get(mode, "RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ... -> RGB
+        if mode == "P":  # palette: RGBA if it has a transparent index or an alpha palette
+            target = "RGBA" if ("transparency" in img.info or getattr(img.palette, "mode", "") == "RGBA") else "RGB"
+        try:
+            img = img.convert(target)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"PIL image mode {mode!r} is not supported: {e}") from e
     arr = np.asarray(img)
     meta = ImageMeta("pil", np.uint8, 0, img.mode, scale_max=255.0)
     t = torch.from_numpy(arr.astype(np.float32) / 255.0)
@@ -185,7 +215,7 @@ def from_internal(ys: list[torch.Tensor], meta: ImageMeta):
     # PIL
     from PIL import Image
 
-    if meta.layout in ("I;16", "I;16B", "I;16L", "I"):
+    if meta.layout in _PIL_16:
         a16 = _quantize(arr[..., 0], np.uint16, 65535.0)
         return Image.fromarray(a16.astype(np.int32)).convert("I") if meta.layout == "I" else Image.fromarray(a16)
     if meta.layout == "F":
@@ -202,56 +232,99 @@ def _quantize(arr: np.ndarray, dtype, smax: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- files
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
 def load_image(path) -> "Any":
     """Open an image file as a ``PIL.Image`` (fully decoded, EXIF orientation applied).
 
-    Corrupt, truncated or empty files and decompression bombs raise ``ValueError``.
+    The format is read from the file's content, not its extension (a PNG named ``.jpg``
+    loads).  Raises ``ValueError`` naming the file for: a missing path or a folder, an
+    empty file, a file that no decoder reads (corrupt, truncated, random bytes, not an
+    image), and a decompression bomb (a header claiming more than
+    :data:`MAX_IMAGE_PIXELS` pixels: refused before any pixel memory is allocated).
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"image file not found: {path}")
+        raise ValueError(f"image file not found: {path}" if not path.exists() else f"not a file: {path}")
     if path.stat().st_size == 0:
         raise ValueError(f"image file is empty: {path}")
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
+        # Image.open reads only the header.  Pillow's own bomb check (an error only above
+        # 2x Image.MAX_IMAGE_PIXELS, a warning above 1x) is a process-wide setting: it is
+        # lifted under a lock for the open only, and our limit checked here, before load().
+        with _PIL_LIMIT_LOCK:
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+        with im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise _Bomb(f"image file {path} claims {w}x{h} pixels, more than the limit "
+                            f"of {MAX_IMAGE_PIXELS} (io.MAX_IMAGE_PIXELS): refused as a decompression bomb")
             im.load()
-            from PIL import ImageOps
-
             return (ImageOps.exif_transpose(im) or im).copy()
-    except Image.DecompressionBombError as e:
-        raise ValueError(f"image file {path} is too large to decode safely: {e}") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image file {path}: {e}") from e
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+    except _Bomb as e:
+        raise ValueError(str(e)) from None
+    except MemoryError as e:
+        raise ValueError(f"image file {path} is too large to decode in memory") from e
+    except Exception as e:  # any decoder failure (OSError, SyntaxError, struct.error, ...) is a bad file
+        raise ValueError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
+
+
+class _Bomb(Exception):
+    pass
+
+
+#: output extension -> PIL format
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def save_image(img, path, *, force: bool = False, protect=()) -> None:
-    """Save a ``PIL.Image`` atomically (temp file in the same folder + rename).
+    """Save a ``PIL.Image`` atomically: written to a temp file in the same folder, then
+    renamed over ``path`` (``os.replace``), so ``path`` is either untouched or complete.
 
-    Refuses to overwrite an existing file unless ``force``, and never overwrites any path
-    in ``protect`` (the inputs).
+    Refuses (``ValueError``) to overwrite an existing file unless ``force``, to overwrite
+    any path in ``protect`` (the inputs; compared by ``os.path.samefile``, so links
+    count) even with ``force``, to write over a folder, into a missing folder, with an
+    unknown extension, or a mode the format cannot hold (RGBA as JPEG...).  A failed write
+    leaves no temp file behind.
     """
     path = Path(path)
     for p in protect:
         if p is not None and path.exists() and Path(p).exists() and os.path.samefile(path, p):
             raise ValueError(f"refusing to overwrite the input file {p}")
+    if path.is_dir():
+        raise ValueError(f"output {path} is a folder")
     if path.exists() and not force:
         raise ValueError(f"output {path} exists (use --force to overwrite)")
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise ValueError(f"output folder {path.parent} does not exist")
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
-        path.suffix.lower()
-    )
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"output {path}: unknown image extension {path.suffix!r} (png, jpg, bmp, tif)")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # a unique name per call (threads of one process may write side by side); O_EXCL never
+    # opens an existing file, and mode 0o666 lets the umask set the permissions as open() would
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        img.save(tmp, format=fmt)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise ValueError(f"cannot write to the folder {path.parent}: {e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            try:
+                img.save(f, format=fmt)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                if isinstance(e, OSError) and e.errno is not None:  # disk full, I/O error: not the image's fault
+                    raise
+                raise ValueError(f"cannot write a mode {img.mode} image as {fmt} ({path}): {e}") from e
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
