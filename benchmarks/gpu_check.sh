@@ -2,20 +2,32 @@
 # GPU check: on a machine with an NVIDIA GPU, torch already installed and no network,
 # install mzsr_fast from this working tree (no download), run every GPU test (the shared
 # backend suite on CUDA, the Triton and CUDA kernel tests), compute-sanitizer over one
-# small CUDA-backend adaptation, the benchmarks and the Set5 quality/latency check, and
-# write the results to OUTDIR:
-#   summary.txt (environment, phase times, test/benchmark tails)  install.log  tests.log  sanitizer.log
-#   bench_adapt.json  quality.json  bench_cuda_ops.json      (7 files)
-# Usage: benchmarks/gpu_check.sh OUTDIR     (budgeted to about 8 minutes on an H100)
+# small CUDA-backend adaptation, the benchmarks, the interleaved whole-call speed-ups and
+# the Set5 quality/latency check, and write the results to OUTDIR (at most 8 files, what
+# the device tool returns):
+#   summary.txt (environment, phase times, test/benchmark/sanitizer tails)  tests.log
+#   bench_adapt.json  ratio.json  quality.json  bench_cuda_ops.json
+#   extra.tgz (install.log, sanitizer.log, and the optional training/eval outputs)
+# Usage: benchmarks/gpu_check.sh OUTDIR     (about 6 minutes on an H100 without training)
+# Optional phases:
+#   MZSR_GPU_TRAIN="--time-budget 230 --data DIR ..." : scripts/gpu_train.sh with these flags,
+#       started first, in the background (GPU training while the install and the tests run,
+#       which are mostly CPU work); the benchmarks wait for it so that they time a quiet GPU.
+#   MZSR_GPU_EVAL=1 : `mzsr-fast eval` of Set5 and Set14 (if present) in the four x2
+#       settings with the shipped weights (and the trained x2 direct file, if any).
+#   MZSR_GPU_VS_ZSSR=1 : the full MZSR-vs-ZSSR report on Set5 g^d_2.0.
 # Weights for the quality check: $MZSR_QUALITY_WEIGHTS (default: the shipped ones).
-# Data: $MZSR_FAST_DATA (set5, set5_g20), default ../shared/data.
-# Budgets (s) per phase can be overridden: T_INSTALL T_TESTS T_SAN T_BENCH T_QUALITY.
+# Data: $MZSR_FAST_DATA (set5, set5_g20[, set14]), default ../shared/data.
+# Budgets (s) per phase can be overridden: T_INSTALL T_TESTS T_BENCH T_RATIO T_QUALITY T_OPS T_EVAL_END.
+# Dry run of the script's logic on a CPU machine: MZSR_GPU_SKIP_INSTALL=1 PYTHON=.venv/bin/python.
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
 PY=${PYTHON:-python3}
+X=/tmp/mzsr_extra; rm -rf "$X"; mkdir -p "$X"   # goes back as extra.tgz
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
@@ -24,62 +36,117 @@ phase() {  # phase NAME BUDGET CMD... : run with a time limit, record status and
   local t0=$(date +%s)
   timeout --kill-after=10 "$budget" "$@"
   local rc=$?
-  note "phase $name: rc=$rc ($(( $(date +%s) - t0 )) s, budget $budget s)"
+  note "phase $name: rc=$rc ($(( $(date +%s) - t0 )) s, budget $budget s, at $(( $(date +%s) - T0 )) s)"
   return $rc
 }
+pack() { tar czf "$OUT/extra.tgz" --exclude=ckpt.pt -C "$X" . 2>/dev/null; }
+trap pack EXIT
 T0=$(date +%s)
 
 { date -u; nvidia-smi; $PY -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
   $PY -c "import triton; print('triton', triton.__version__)"; nvcc --version | tail -2; } >> "$SUMMARY" 2>&1
 
-# 1. install from the working tree, offline; builds _C with the CUDA sources (nvcc, sm_90)
-export MZSR_FAST_CUDA_ARCHS=${MZSR_FAST_CUDA_ARCHS:-90}
-phase install "${T_INSTALL:-150}" $PY -m pip install --no-build-isolation --no-deps --no-index -v -e . > "$OUT/install.log" 2>&1 \
-  || { note "install FAILED: continuing without the compiled extension"; tail -40 "$OUT/install.log"; }
-$PY -m mzsr_fast.cli info 2>&1 | tee -a "$SUMMARY"
+# 0. optional training, in the background from the start
+TRAIN_PID=""
+if [ -n "${MZSR_GPU_TRAIN:-}" ]; then
+  mkdir -p "$X/train"
+  # shellcheck disable=SC2086
+  bash scripts/gpu_train.sh "$X/train" $MZSR_GPU_TRAIN > "$X/train/stdout.log" 2>&1 &
+  TRAIN_PID=$!
+  note "training started (pid $TRAIN_PID): $MZSR_GPU_TRAIN"
+fi
 
-# 2. tests on CUDA: every gpu-marked test (shared backend suite, triton, cuda)
-# 4 workers when pytest-xdist is there: the Triton/CUDA tests are dominated by kernel
+# 1. install from the working tree, offline; builds _C with the CUDA sources (nvcc, sm_90).
+# The C++ compiler: the system g++ when there is one.  On this image the default (/opt/gcc)
+# g++ linked the extension without a shared libstdc++, and any TORCH_CHECK message with an
+# integer then segfaulted (H100, 2026-11-26; benchmarks/cuda_argcheck_repro.py).
+export MZSR_FAST_CUDA_ARCHS=${MZSR_FAST_CUDA_ARCHS:-90}
+if [ -z "${CXX:-}" ] && [ -x /usr/bin/g++ ]; then export CXX=/usr/bin/g++ CC=/usr/bin/gcc; fi
+note "compilers: CXX=${CXX:-default} ($(${CXX:-g++} --version 2>/dev/null | head -1)); which g++: $(command -v g++)"
+[ "${MZSR_GPU_SKIP_INSTALL:-0}" = "1" ] && INSTALL_CMD=true || INSTALL_CMD="$PY -m pip install"
+( phase install "${T_INSTALL:-150}" $INSTALL_CMD --no-build-isolation --no-deps --no-index -v -e . > "$X/install.log" 2>&1 \
+    || { note "install FAILED: continuing without the compiled extension"; tail -30 "$X/install.log" >> "$SUMMARY"; } ) &
+INSTALL_PID=$!
+
+# 2. tests on CUDA: every gpu-marked test (shared backend suite, triton, cuda).  The
+# triton/reference ones run while the extension builds (MZSR_FAST_NO_EXT=1), the cuda ones
+# after.  4 workers when pytest-xdist is there: the Triton tests are dominated by kernel
 # compilation, which is CPU work and parallelises; autotuning is skipped in the tests (the
 # benchmarks and the quality check below run the tuned configurations).
 XDIST=""; $PY -c "import xdist" 2>/dev/null && XDIST="-n ${TEST_WORKERS:-4}"
-MZSR_TRITON_AUTOTUNE=0 phase tests "${T_TESTS:-150}" $PY -m pytest tests -m gpu -q --no-header -p no:cacheprovider -rfE \
-  --maxfail=30 $XDIST > "$OUT/tests.log" 2>&1
-tail -25 "$OUT/tests.log" | tee -a "$SUMMARY"
+MZSR_FAST_NO_EXT=1 MZSR_TRITON_AUTOTUNE=0 phase tests_triton "${T_TESTS:-150}" $PY -m pytest tests -m gpu -q --no-header \
+  -p no:cacheprovider -rfE --maxfail=30 $XDIST -k "not test_cuda_backend and not cuda-cuda" > "$OUT/tests.log" 2>&1
+tail -15 "$OUT/tests.log" | tee -a "$SUMMARY"
+wait "$INSTALL_PID"
+$PY -m mzsr_fast.cli info 2>&1 | tee -a "$SUMMARY"
+{ echo "== ldd of the extension"; ldd mzsr_fast/_C*.so 2>&1 | grep -E "stdc|gcc_s|torch" ; } >> "$SUMMARY" 2>&1
+MZSR_TRITON_AUTOTUNE=0 phase tests_cuda "${T_TESTS:-150}" $PY -m pytest tests -m gpu -q --no-header -p no:cacheprovider \
+  -rfE --maxfail=30 $XDIST -k "test_cuda_backend or cuda-cuda" >> "$OUT/tests.log" 2>&1
+tail -15 "$OUT/tests.log" | tee -a "$SUMMARY"
+{ echo "== argument-check message (an int in a TORCH_CHECK message; segfaulted with the /opt/gcc build)"
+  timeout 60 $PY benchmarks/cuda_argcheck_repro.py 2>&1 | tail -6; echo "repro rc=$?"; } >> "$SUMMARY" 2>&1
 
 # 3. compute-sanitizer over one small eager adaptation of the cuda backend
 if [ -f benchmarks/cuda_sanitize.py ] && command -v compute-sanitizer >/dev/null; then
   { for tool in memcheck racecheck; do
       echo "== compute-sanitizer --tool $tool"
-      timeout 40 compute-sanitizer --tool $tool --error-exitcode 3 $PY benchmarks/cuda_sanitize.py
+      timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 $PY benchmarks/cuda_sanitize.py
       echo "rc=$?"
-    done; } > "$OUT/sanitizer.log" 2>&1
-  grep -E "^(== |rc=)|ERROR SUMMARY" "$OUT/sanitizer.log" | tee -a "$SUMMARY"
+    done; } > "$X/sanitizer.log" 2>&1
+  grep -E "^(== |rc=)|ERROR SUMMARY|RACECHECK SUMMARY" "$X/sanitizer.log" | tee -a "$SUMMARY"
+fi
+
+# (training must be over before anything is timed)
+if [ -n "$TRAIN_PID" ]; then
+  wait "$TRAIN_PID"; note "training rc=$? at $(( $(date +%s) - T0 )) s"
+  tail -12 "$X/train/recipe.log" >> "$SUMMARY" 2>/dev/null
 fi
 
 # 4. benchmarks: step and whole call, reference (cuDNN) vs compile vs triton vs cuda
 MZSR_BENCH_ROUNDS=${MZSR_BENCH_ROUNDS:-5} phase bench "${T_BENCH:-150}" $PY -m pytest benchmarks/bench_adapt.py --benchmark-only -q --no-header -p no:cacheprovider \
-  --benchmark-json "$OUT/bench_adapt.json" --benchmark-columns=median,min,rounds > /tmp/mzsr_bench.log 2>&1
-grep -E "^test_|passed|failed|rror" /tmp/mzsr_bench.log | tail -80 >> "$SUMMARY"
+  --benchmark-json "$OUT/bench_adapt.json" --benchmark-columns=median,min,rounds > "$X/bench.log" 2>&1
+grep -E "^test_|passed|failed|rror" "$X/bench.log" | tail -80 >> "$SUMMARY"
 
-# 5. quality + latency on Set5 g^d_2.0 with the shipped weights
+# 5. interleaved whole-call speed-ups (Set5 baby, shipped weights), prep graph on/off
+phase ratio "${T_RATIO:-90}" $PY benchmarks/ratio_whole.py --out "$OUT/ratio.json" > "$X/ratio.log" 2>&1
+tail -12 "$X/ratio.log" | tee -a "$SUMMARY"
+
+# 6. quality + latency on Set5 g^d_2.0 with the shipped weights
 phase quality "${T_QUALITY:-80}" $PY benchmarks/gpu_quality.py --out "$OUT/quality.json" 2>&1 | tail -15 | tee -a "$SUMMARY"
 
-# 6. per-op CUDA kernels vs cuDNN (both tensor-core warp layouts), if time is left
+# 7. per-op CUDA kernels vs cuDNN (both tensor-core warp layouts), if time is left
 [ -f benchmarks/bench_cuda_ops.py ] && phase ops "${T_OPS:-40}" $PY -m pytest benchmarks/bench_cuda_ops.py --benchmark-only -q \
-  --no-header -p no:cacheprovider --benchmark-json "$OUT/bench_cuda_ops.json" --benchmark-columns=median,min > /tmp/mzsr_ops.log 2>&1
-grep -E "^test_|passed|failed|rror" /tmp/mzsr_ops.log | tail -60 >> "$SUMMARY"
+  --no-header -p no:cacheprovider --benchmark-json "$OUT/bench_cuda_ops.json" --benchmark-columns=median,min > "$X/ops.log" 2>&1
+grep -E "^test_|passed|failed|rror" "$X/ops.log" | tail -60 >> "$SUMMARY"
 
-# 7. optional (MZSR_GPU_VS_ZSSR=1): the full MZSR-vs-ZSSR report on Set5 g^d_2.0 on the GPU
-# (about 10-30 s of ZSSR per image expected on an H100, not yet measured; partial reports are
-# rewritten after every image)
+# 8. optional: eval tables (Set5/Set14 x the four x2 settings)
+if [ "${MZSR_GPU_EVAL:-0}" = "1" ]; then
+  D=${MZSR_FAST_DATA:-../shared/data}
+  mkdir -p "$X/eval"
+  for set in set5 set14; do
+    [ -d "$D/$set" ] || continue
+    for s in "g^d_0.2" "g^d_2.0" "g^d_ani" "g^b_1.3"; do
+      [ $(( $(date +%s) - T0 )) -lt "${T_EVAL_END:-520}" ] || { note "eval: out of time before $set $s"; break 2; }
+      tag=$(echo "$s" | tr -d '^.')
+      # the exact fp32 reference (cuDNN, TF32 off): the table is about the weights, not a backend
+      timeout 60 $PY -m mzsr_fast.cli eval --hr-dir "$D/$set" --setting "$s" --steps 0,1,10 --backend reference --precision fp32 \
+        --json "$X/eval/${set}_${tag}_shipped.json" > "$X/eval/${set}_${tag}_shipped.txt" 2>&1
+      W="$X/train/mzsr_x2_direct.safetensors"
+      if [ -f "$W" ] && [ "$s" != "g^b_1.3" ]; then
+        timeout 60 $PY -m mzsr_fast.cli eval --hr-dir "$D/$set" --setting "$s" --steps 0,1,10 --backend reference --precision fp32 --weights "$W" \
+          --json "$X/eval/${set}_${tag}_trained.json" > "$X/eval/${set}_${tag}_trained.txt" 2>&1
+      fi
+    done
+  done
+  note "eval done at $(( $(date +%s) - T0 )) s"; tail -n 4 "$X"/eval/set5_gd_20_*.txt >> "$SUMMARY" 2>/dev/null
+fi
+
+# 9. optional (MZSR_GPU_VS_ZSSR=1): the full MZSR-vs-ZSSR report on Set5 g^d_2.0 on the GPU
 if [ "${MZSR_GPU_VS_ZSSR:-0}" = "1" ]; then
-  # the device returns at most 8 files: the markdown goes into summary.txt, the JSON to OUTDIR
-  mkdir -p /tmp/mzsr_vs_zssr
-  phase vs_zssr "${T_VSZSSR:-300}" $PY benchmarks/report_vs_zssr.py --device cuda --out-dir /tmp/mzsr_vs_zssr --tag _gpu \
-    > /tmp/mzsr_vs_zssr.log 2>&1
-  cat /tmp/mzsr_vs_zssr/*.md >> "$SUMMARY" 2>/dev/null || tail -20 /tmp/mzsr_vs_zssr.log >> "$SUMMARY"
-  cp /tmp/mzsr_vs_zssr/*.json "$OUT/" 2>/dev/null
+  mkdir -p "$X/vs_zssr"
+  phase vs_zssr "${T_VSZSSR:-300}" $PY benchmarks/report_vs_zssr.py --device cuda --out-dir "$X/vs_zssr" --tag _gpu \
+    > "$X/vs_zssr.log" 2>&1
+  cat "$X"/vs_zssr/*.md >> "$SUMMARY" 2>/dev/null || tail -20 "$X/vs_zssr.log" >> "$SUMMARY"
 fi
 
 note "gpu_check total $(( $(date +%s) - T0 )) s"

@@ -88,6 +88,7 @@ def _capture(x, kernel, scale, subsampling):
         torch.cuda.current_stream().wait_stream(side)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: other threads may keep launching work while this one captures
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             outs = eager_inputs(x_static, kernel, scale, subsampling)
     return graph, x_static, outs
