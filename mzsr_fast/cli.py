@@ -8,7 +8,9 @@
     mzsr-fast zssr ...            (vanilla ZSSR baseline)
     mzsr-fast pretrain ... / meta-train ...   (training)
 
-Errors are one line on stderr and a non-zero exit code (2 for bad input).
+Errors are one line on stderr and a non-zero exit code (2 for bad input, 1 for an OS or
+internal error; see :func:`main`).  ``upscale`` never overwrites its input, refuses an
+existing output without ``--force`` and writes atomically (:func:`mzsr_fast.io.save_image`).
 """
 from __future__ import annotations
 
@@ -37,11 +39,19 @@ def _cmd_upscale(a) -> int:
     from . import metrics
 
     inp, out = Path(a.input), Path(a.output)
-    if out.exists() and os.path.exists(inp) and os.path.samefile(inp, out):
-        raise ValueError(f"refusing to overwrite the input file {inp}")
-    if out.exists() and not a.force:
-        raise ValueError(f"output {out} exists (use --force to overwrite)")
+    # every input file is protected (the image, the ground truth, the kernel), and all
+    # checks run before the minutes of computation
+    protect = tuple(p for p in (inp, a.hr, a.kernel) if p)
+    mio.check_output_path(out, force=a.force, protect=protect)
     img = mio.load_image(inp)
+    hr = None
+    if a.hr:
+        hr = np.asarray(mio.load_image(a.hr).convert("RGB"))
+        hr = hr[: hr.shape[0] - hr.shape[0] % a.scale, : hr.shape[1] - hr.shape[1] % a.scale]
+        want = (img.size[1] * a.scale, img.size[0] * a.scale)
+        if hr.shape[:2] != want:
+            raise ValueError(f"--hr {a.hr} is {hr.shape[0]}x{hr.shape[1]} (cropped to a multiple of {a.scale}), "
+                             f"the result will be {want[0]}x{want[1]}")
     t0 = time.perf_counter()
     sr, info = adapt_and_upscale(
         img,
@@ -56,17 +66,15 @@ def _cmd_upscale(a) -> int:
         return_info=True,
     )
     dt = time.perf_counter() - t0
-    mio.save_image(sr, out, force=a.force, protect=(inp,))
+    mio.save_image(sr, out, force=a.force, protect=protect)
     t = info["times"]
     print(
         f"{inp.name}: {img.size[0]}x{img.size[1]} -> {sr.size[0]}x{sr.size[1]} in {dt:.3f} s "
         f"(adapt {t['adapt']:.3f} s, upscale {t['upscale']:.3f} s, {a.steps} steps) "
         f"backend {info['backend_detail']}, weights {info['weights']}"
     )
-    if a.hr:
-        hr = np.asarray(mio.load_image(a.hr).convert("RGB"))
+    if hr is not None:
         srr = np.asarray(sr.convert("RGB"))
-        hr = hr[: hr.shape[0] - hr.shape[0] % a.scale, : hr.shape[1] - hr.shape[1] % a.scale]
         from .degradation import imresize
 
         lr = np.asarray(img.convert("RGB"))
@@ -150,9 +158,22 @@ def _cmd_eval(a) -> int:
         from .benchutil import machine_info
 
         res["machine"] = machine_info()
-        Path(a.json).write_text(json.dumps(res, indent=1))
+        _write_text_atomic(Path(a.json), json.dumps(res, indent=1))
         print(f"wrote {a.json}")
     return 0
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """temp file in the same folder + rename: ``path`` is never left half-written."""
+    if not path.parent.is_dir():
+        raise ValueError(f"output folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _cmd_info(a) -> int:
@@ -221,15 +242,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one subcommand; returns the exit code.
+
+    0 success; 2 bad input or option (``ValueError``/``TypeError``: a one-line message
+    naming the problem; argparse usage errors also exit 2); 1 an operating-system error
+    (disk full, permission denied...) or an unexpected internal error, also one line
+    (``MZSR_FAST_TRACEBACK=1`` re-raises it with the traceback); 130 interrupted.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"mzsr-fast {args.cmd}: error: {e}", file=sys.stderr)
+        print(f"mzsr-fast {args.cmd}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mzsr-fast {args.cmd}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        print(f"mzsr-fast {args.cmd}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line, never a traceback, unless asked for
+        if os.environ.get("MZSR_FAST_TRACEBACK") == "1":
+            raise
+        print(f"mzsr-fast {args.cmd}: internal error: {type(e).__name__}: {_one_line(e)} "
+              f"(MZSR_FAST_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ import torch
 
 from .degradation import check_kernel, imresize
 
-__all__ = ["ImageMeta", "to_internal", "from_internal", "load_image", "save_image", "load_kernel"]
+__all__ = ["ImageMeta", "to_internal", "from_internal", "load_image", "save_image", "check_output_path",
+           "load_kernel", "MAX_IMAGE_PIXELS"]
 
 #: refuse images above this many pixels when decoding files (decompression bombs)
 MAX_IMAGE_PIXELS = 40_000 * 40_000 // 4
@@ -285,16 +286,9 @@ class _Bomb(Exception):
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
-def save_image(img, path, *, force: bool = False, protect=()) -> None:
-    """Save a ``PIL.Image`` atomically: written to a temp file in the same folder, then
-    renamed over ``path`` (``os.replace``), so ``path`` is either untouched or complete.
-
-    Refuses (``ValueError``) to overwrite an existing file unless ``force``, to overwrite
-    any path in ``protect`` (the inputs; compared by ``os.path.samefile``, so links
-    count) even with ``force``, to write over a folder, into a missing folder, with an
-    unknown extension, or a mode the format cannot hold (RGBA as JPEG...).  A failed write
-    leaves no temp file behind.
-    """
+def check_output_path(path, *, force: bool = False, protect=()) -> Path:
+    """The checks of :func:`save_image`, without writing (the CLI runs them before the
+    computation, so a bad output path fails in milliseconds, not after the upscale)."""
     path = Path(path)
     for p in protect:
         if p is not None and path.exists() and Path(p).exists() and os.path.samefile(path, p):
@@ -305,9 +299,23 @@ def save_image(img, path, *, force: bool = False, protect=()) -> None:
         raise ValueError(f"output {path} exists (use --force to overwrite)")
     if not path.parent.is_dir():
         raise ValueError(f"output folder {path.parent} does not exist")
-    fmt = SAVE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    if path.suffix.lower() not in SAVE_FORMATS:
         raise ValueError(f"output {path}: unknown image extension {path.suffix!r} (png, jpg, bmp, tif)")
+    return path
+
+
+def save_image(img, path, *, force: bool = False, protect=()) -> None:
+    """Save a ``PIL.Image`` atomically: written to a temp file in the same folder, then
+    renamed over ``path`` (``os.replace``), so ``path`` is either untouched or complete.
+
+    Refuses (``ValueError``) to overwrite an existing file unless ``force``, to overwrite
+    any path in ``protect`` (the inputs; compared by ``os.path.samefile``, so links
+    count) even with ``force``, to write over a folder, into a missing folder, with an
+    unknown extension, or a mode the format cannot hold (RGBA as JPEG...).  A failed write
+    leaves no temp file behind.
+    """
+    path = check_output_path(path, force=force, protect=protect)
+    fmt = SAVE_FORMATS[path.suffix.lower()]
     # a unique name per call (threads of one process may write side by side); O_EXCL never
     # opens an existing file, and mode 0o666 lets the umask set the permissions as open() would
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

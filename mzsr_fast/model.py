@@ -27,6 +27,7 @@ __all__ = [
     "forward",
     "save_weights",
     "load_weights",
+    "check_params",
     "default_weights_path",
     "num_params",
     "flops_per_pixel",
@@ -159,7 +160,7 @@ def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, t
     SHA-256 recorded in ``weights/SHA256SUMS``.  A missing, corrupt or wrongly shaped
     file is a ``ValueError`` naming the file and the problem.
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -177,23 +178,65 @@ def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, t
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
             params = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ValueError(f"cannot read weights file {path} as safetensors: {e}") from e
+    except Exception as e:  # SafetensorError, OSError, a malformed header, ...
+        raise ValueError(f"cannot read weights file {path} as safetensors: {e}{_not_safetensors_hint(path)}") from e
+    try:
+        params = check_params(params, f"weights file {path}")
+    except TypeError as e:  # e.g. integer tensors: a bad file, reported as ValueError like the rest
+        raise ValueError(str(e)) from e
+    if device is not None:
+        params = {k: v.to(device) for k, v in params.items()}
+    return params, meta
+
+
+def check_params(params, what: str = "weights") -> dict[str, torch.Tensor]:
+    """Validate a params dict and return a new dict ``{name: float32 tensor}`` in
+    :func:`param_names` order (same device; the caller's tensors are never modified).
+
+    ``TypeError`` for a non-mapping or a value that is not a real tensor; ``ValueError`` for
+    missing or unexpected keys, a wrong shape, NaN/inf.  ``what`` names the source in
+    the message.
+    """
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{what} must be a dict of tensors, got {type(params).__name__}")
     bias = "layers.0.bias" in params
     expected = set(param_names(bias))
     if set(params) != expected:
-        raise ValueError(f"weights file {path}: unexpected tensors {sorted(set(params) ^ expected)}")
+        missing, extra = sorted(expected - set(params)), sorted(set(params) - expected)
+        raise ValueError(f"{what}: unexpected tensors (missing {missing}, unexpected {extra})")
+    out = {}
     for i, (ci, co) in enumerate(CHANNELS):
-        w = params[f"layers.{i}.weight"]
-        if tuple(w.shape) != (co, ci, 3, 3):
-            raise ValueError(f"weights file {path}: layers.{i}.weight has shape {tuple(w.shape)}, want {(co, ci, 3, 3)}")
-        if bias and tuple(params[f"layers.{i}.bias"].shape) != (co,):
-            raise ValueError(f"weights file {path}: layers.{i}.bias has wrong shape")
-    for k, v in params.items():
-        if not torch.isfinite(v).all():
-            raise ValueError(f"weights file {path}: tensor {k} contains NaN or inf")
-    params = {k: params[k].to(device=device, dtype=torch.float32) for k in param_names(bias)}
-    return params, meta
+        for k, shape in ((f"layers.{i}.weight", (co, ci, 3, 3)), (f"layers.{i}.bias", (co,))):
+            if k not in params:
+                continue
+            v = params[k]
+            if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+                got = type(v).__name__ if not isinstance(v, torch.Tensor) else f"tensor of {v.dtype}"
+                raise TypeError(f"{what}: {k} must be a real floating-point torch.Tensor, got {got}")
+            if tuple(v.shape) != shape:
+                raise ValueError(f"{what}: {k} has shape {tuple(v.shape)}, want {shape}")
+            out[k] = v.detach().to(torch.float32)
+    # one device->host read for all 16 tensors (where they share a device)
+    flags = [torch.isfinite(v).all() for v in out.values()]
+    ok = bool(torch.stack(flags).all()) if len({f.device for f in flags}) == 1 else all(bool(f) for f in flags)
+    if not ok:
+        bad = [k for k, v in out.items() if not torch.isfinite(v).all()]
+        raise ValueError(f"{what}: tensor {bad[0]} contains NaN or inf")
+    return {k: out[k] for k in param_names(bias)}
+
+
+def _not_safetensors_hint(path: Path) -> str:
+    """' (a pickle/.pt file: ...)' where the file looks like torch.save output."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return ""
+    # torch.save writes a zip archive (PK\x03\x04) or, in the legacy format, a raw
+    # pickle (protocol 2+ starts with 0x80)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.suffix.lower() in (".pt", ".pth", ".ckpt", ".pkl", ".bin"):
+        return " (it looks like a pickle/torch.save file: only safetensors is loaded, pickles can run code)"
+    return ""
 
 
 def _shipped_sums() -> dict[str, str]:
