@@ -61,12 +61,16 @@ def check_kernel(kernel, *, normalize: bool = True) -> np.ndarray:
         if kernel.is_complex():
             raise TypeError(f"kernel must be real, got dtype {kernel.dtype}")
         kernel = kernel.detach().cpu().double().numpy()
-    if np.iscomplexobj(kernel):
+    try:
+        k = np.asarray(kernel)
+    except (TypeError, ValueError) as e:  # ragged nested lists
+        raise TypeError(f"kernel must be a numeric array, got {type(kernel).__name__} ({e})") from e
+    if k.dtype.kind == "c":
         raise TypeError("kernel must be real, got complex values")
     try:
-        k = np.asarray(kernel, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"kernel must be a numeric array, got {type(kernel).__name__}") from e
+        k = k.astype(np.float64)
+    except (TypeError, ValueError) as e:  # strings, objects
+        raise TypeError(f"kernel must be a numeric array, got dtype {k.dtype} ({e})") from e
     if k.ndim != 2:
         raise ValueError(f"kernel must be 2-D, got shape {k.shape}")
     if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
