@@ -3,10 +3,14 @@
 One pass, no step goes back::
 
     image -> io.to_internal: (1, 3, H, W) float32 in [0, 1] on the device, kernel checked
+    -> tiling.plan: per phase, the whole image or exact tiles, from the memory budget
     -> prep.make_inputs: son = degrade(LR, k, s); son_up = imresize(son, (H, W));
-       lr_up = imresize(LR, (sH, sW))   (one replayed CUDA graph on a GPU)
-    -> backend.prepare(weights copy); backend.adapt(son_up -> LR, lr schedule)
-    -> backend.upscale(lr_up) -> clamp, back to the caller's kind and dtype.
+       lr_up = imresize(LR, (sH, sW))   (one replayed CUDA graph on a GPU; with upscale
+       tiles, lr_up is made per tile instead)
+    -> backend.prepare(weights copy); adaptation son_up -> LR with the lr schedule
+       (backend.adapt on the whole image, exact tiles, or a sample of crops)
+    -> upscale: the backend's forward of lr_up (whole or tiles) -> clamp, back to the
+       caller's kind and dtype.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from . import backends as _backends
 from . import io as _io
 from . import model as _model
 from . import prep as _prep
+from . import tiling as _tiling
+from .degradation import degrade, imresize
 
 __all__ = ["adapt_and_upscale", "default_lr_schedule", "resolve_device", "load_params"]
 
@@ -121,6 +127,22 @@ def _backend(name: str, device: torch.device, precision: str):
     return cache[key]
 
 
+ADAPT_ON = ("full", "crops")
+
+
+def _positive_int(name: str, v) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    return v
+
+
+def _budget(max_memory, device: torch.device) -> tuple[int, str]:
+    """max_memory -> (bytes, where from); None: the device's default (tiling.default_budget)."""
+    if max_memory is None:
+        return _tiling.default_budget(device)
+    return _tiling.parse_memory(max_memory), f"max_memory={max_memory!r}"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -138,6 +160,11 @@ def adapt_and_upscale(
     device=None,
     lr_schedule: Sequence[float] | float | Callable[[int], float] | None = None,
     precision: str = "fp32",
+    max_memory: int | str | None = None,
+    adapt_on: str = "full",
+    crop_size: int = 128,
+    n_crops: int = 16,
+    crop_seed: int = 0,
     return_info: bool = False,
 ):
     """Adapt the meta-learned network to ``image`` in ``steps`` SGD steps and upscale it.
@@ -160,8 +187,19 @@ def adapt_and_upscale(
         lr_schedule: ``None`` (:func:`default_lr_schedule`), a float, a sequence of at
             least ``steps`` floats, or ``callable(step) -> lr``.
         precision: ``"fp32"`` (default), ``"tf32"`` or ``"bf16"`` where the backend has them.
+        max_memory: memory budget of the call (bytes, or a string like ``"4GiB"``,
+            ``"512MB"``); ``None``: half of the free memory of the device (MemAvailable on
+            CPU, ``torch.cuda.mem_get_info`` on CUDA).  Each phase runs on the whole image
+            when its estimate fits, else on the largest tiles that fit; tiling is exact
+            (same result to float rounding, see :mod:`mzsr_fast.tiling`).  The budget covers
+            this call's buffers, not the process's own baseline (Python, torch).
+        adapt_on: ``"full"`` (adapt on the whole image, default) or ``"crops"``: each step
+            on ``n_crops`` random ``crop_size`` x ``crop_size`` LR crops (seeded by
+            ``crop_seed``, deterministic); cheaper for large images at a small PSNR cost
+            (README, "Large images and memory").
         return_info: also return a dict with the time of each phase (s), the loss at each
-            step, the backend used and why.
+            step, the backend used and why, and the tiling (``info["tiling"]``: budget,
+            mode and tile size per phase, estimated bytes).
 
     Raises:
         TypeError / ValueError naming the problem for bad images, kernels, options.
@@ -177,7 +215,14 @@ def adapt_and_upscale(
         raise ValueError(f"unknown backend {backend!r}; choose one of {_backends.NAMES}")
     if precision not in _backends.PRECISIONS:
         raise ValueError(f"precision must be one of {_backends.PRECISIONS}, got {precision!r}")
+    if adapt_on not in ADAPT_ON:
+        raise ValueError(f"adapt_on must be one of {ADAPT_ON}, got {adapt_on!r}")
+    _positive_int("crop_size", crop_size)
+    _positive_int("n_crops", n_crops)
+    if not isinstance(crop_seed, int) or isinstance(crop_seed, bool):
+        raise ValueError(f"crop_seed must be an int, got {crop_seed!r}")
     dev = resolve_device(device)
+    budget, budget_source = _budget(max_memory, dev)
     sched = _schedule(lr_schedule, steps)
     k = _io.load_kernel(kernel)
     sub_eff = subsampling if k is not None else "bicubic"
@@ -190,6 +235,7 @@ def adapt_and_upscale(
     params, wdesc = load_params(weights, scale, sub_eff if weights is None else subsampling)
     params = _params_on(params, wdesc, dev)
     be = _backend(backend, dev, precision)
+    plan = _tiling.plan(be, h, w, scale, steps, budget, budget_source, adapt_on=adapt_on, crop_size=crop_size)
     # per-phase times need a device sync at each phase boundary; without return_info the
     # whole pass is queued with no sync until the result is read back
     sync = _sync if return_info else (lambda d: None)
@@ -199,25 +245,38 @@ def adapt_and_upscale(
     times = {"setup": t_setup, "degrade": 0.0, "prepare": 0.0, "adapt": 0.0, "upscale": 0.0}
     for x in xs:
         t = time.perf_counter()
-        son_up, lr_up = _prep.make_inputs(x, k, scale, sub_eff)
+        if plan.upscale_tile is None:
+            son_up, lr_up = _prep.make_inputs(x, k, scale, sub_eff)
+        else:  # large image: lr_up is made per tile; the son only when adapting
+            son_up = imresize(degrade(x, k, scale, sub_eff), output_shape=(h, w)) if steps else None
+            lr_up = None
         sync(dev)
         t1 = time.perf_counter()
-        be.prepare(params, tuple(son_up.shape))
+        be.prepare(params, tuple(x.shape))
         sync(dev)
         t2 = time.perf_counter()
-        losses = be.adapt(son_up, x, sched) if steps else torch.zeros(0)
+        if not steps:
+            losses = torch.zeros(0)
+        elif plan.adapt_mode == "crops":
+            losses = _tiling.adapt_on_crops(be, son_up, x, sched, crop_size=crop_size, n_crops=n_crops,
+                                            seed=crop_seed)
+        else:  # the whole image (backend.adapt) or exact tiles
+            losses = _tiling.adapt(be, son_up, x, sched, tile=plan.adapt_tile)
+        del son_up
         sync(dev)
         t3 = time.perf_counter()
-        sr = be.upscale(lr_up)
+        sr = _tiling.upscale(be, x, scale, tile=plan.upscale_tile, lr_up=lr_up)  # clamped to [0, 1]
+        del lr_up
         sync(dev)
         t4 = time.perf_counter()
         times["degrade"] += t1 - t
         times["prepare"] += t2 - t1
         times["adapt"] += t3 - t2
         times["upscale"] += t4 - t3
-        outs.append(sr.clamp(0, 1))
+        outs.append(sr)
         if return_info:
             all_losses.append([float(v) for v in losses.detach().cpu()])
+    del x, xs, sr
     result = _io.from_internal(outs, meta)
     if not return_info:
         return result
@@ -233,5 +292,6 @@ def adapt_and_upscale(
         "lr_schedule": sched,
         "losses": all_losses[0] if len(all_losses) == 1 else all_losses,
         "times": times,
+        "tiling": plan.as_info(),
     }
     return result, info

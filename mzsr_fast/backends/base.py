@@ -85,6 +85,69 @@ class Backend(abc.ABC):
         """Forward of the adapted net at the output size (no gradient)."""
         return self.forward(x)
 
+    # --- tiling (mzsr_fast.tiling): defaults that work for every backend ----------------
+    #: bytes per pixel of the working memory (besides the input/output images) of
+    #: ``forward``/``upscale`` (per pixel of its input), of ``adapt`` (per pixel of the
+    #: adaptation input) and of ``region_grads`` (per pixel of the region), and a constant
+    #: ("const", bytes).  These defaults are the reference implementation's, measured on
+    #: the CPU (peak RSS in a fresh process, benchmarks/bench_large.py --calibrate,
+    #: 2026-11-26, 2-core AMD EPYC Zen 4 VM) with a margin; backends override measured values.
+    memory_bytes_per_pixel: ClassVar[dict[str, float]] = {
+        "forward": 1100.0, "adapt": 4400.0, "region_grads": 2600.0, "const": 64 * 2**20,
+    }
+
+    def memory_per_pixel(self, kind: str) -> float:
+        """Working bytes per pixel of ``kind`` in ``forward``, ``adapt``, ``region_grads``,
+        or the constant ``const`` (bytes); see :attr:`memory_bytes_per_pixel`."""
+        try:
+            return float(self.memory_bytes_per_pixel[kind])
+        except KeyError:
+            raise ValueError(f"unknown memory kind {kind!r}; one of {sorted(self.memory_bytes_per_pixel)}") from None
+
+    def region_grads(self, x: torch.Tensor, target: torch.Tensor, box: Sequence[int], numel: int
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss and gradients of one tile, for exact tiled adaptation (:mod:`mzsr_fast.tiling`).
+
+        x, target: ``(N, 3, h, w)`` float32, a region of the adaptation input and target;
+        box: ``(y0, y1, x0, x1)``, the tile's interior in region coordinates; numel: the
+        element count of the whole target.  Returns ``(loss, grads)``: ``loss =
+        sum_interior |x + net(x) - target| / numel`` (0-d float32) and its gradients by
+        parameter name (the keys of :meth:`params`), with the current parameters.
+
+        Default: the reference ops (:mod:`mzsr_fast.reference`) on this backend's device, in
+        float32 (TF32 convs where ``precision == "tf32"``; for ``bf16`` backends tiled
+        gradients are float32).  A backend may override it with faster kernels.
+        """
+        from .. import reference as ops
+        from .. import tiling
+        from .reference import _matmul_precision
+
+        p = self.params()
+        names = list(p)
+        plist = []
+        for i in range(sum(k.endswith(".weight") for k in p)):
+            plist += [p[f"layers.{i}.weight"], p.get(f"layers.{i}.bias")]
+        xn = self._input(x).permute(0, 2, 3, 1).contiguous()
+        tn = self._input(target, "target").permute(0, 2, 3, 1).contiguous()
+        with torch.no_grad(), _matmul_precision(self.device, "tf32" if self.precision == "tf32" else "fp32"):
+            loss, g = tiling.region_grads_ops(ops, plist, xn, tn, box, numel)
+        grads = {}
+        for i in range(len(plist) // 2):
+            grads[f"layers.{i}.weight"] = g[2 * i]
+            if plist[2 * i + 1] is not None:
+                grads[f"layers.{i}.bias"] = g[2 * i + 1]
+        return loss, {k: grads[k] for k in names}
+
+    def apply_grads(self, grads: Mapping[str, torch.Tensor], lr: float) -> None:
+        """One SGD update ``p -= lr * grads[name]`` of the current parameters.
+
+        Default: through :meth:`params` and :meth:`prepare` (the shape passed to prepare is
+        an allocation hint); backends may update their own storage in place instead."""
+        p = self.params()
+        with torch.no_grad():
+            new = {k: v - float(lr) * grads[k].to(v.device, v.dtype) for k, v in p.items()}
+        self.prepare(new, (1, 3, 2 * 8 + 1, 2 * 8 + 1))
+
     def _input(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
         """An interface tensor checked (``(N, 3, H, W)``, non-empty) -> float32 on the device."""
         if x.dim() != 4 or x.shape[1] != 3:

@@ -147,6 +147,29 @@ class CpuBackend(Backend):
             self._zero_bias()
         return torch.stack(losses).float()
 
+    # --- tiling: per-tile gradients from the compiled per-layer ops (NHWC, fp32) ---------
+    def region_grads(self, x: torch.Tensor, target: torch.Tensor, box, numel: int):
+        """:meth:`Backend.region_grads` with the compiled conv ops on the parameters in
+        place (float32 whatever ``precision``: the per-layer ops have no bf16 variant)."""
+        from .. import tiling
+
+        self._check()
+        loss, g = tiling.region_grads_ops(_ops(), self._plist, _nhwc(self._input(x)),
+                                          _nhwc(self._input(target, "target")), box, numel)
+        out = dict(zip(self._names, g))
+        if not self._has_bias:
+            out = {k: v for k, v in out.items() if not k.endswith(".bias")}
+        return loss, out
+
+    def apply_grads(self, grads, lr: float) -> None:
+        """SGD update of the parameters in place."""
+        self._check()
+        with torch.no_grad():
+            for k, p in zip(self._names, self._plist):
+                if k in grads:
+                    p.sub_(grads[k], alpha=float(lr))
+        self._zero_bias()
+
     def params(self) -> dict[str, torch.Tensor]:
         self._check()
         out = {k: v.clone() for k, v in zip(self._names, self._plist)}
