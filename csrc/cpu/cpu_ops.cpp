@@ -149,6 +149,8 @@ using NarrowRowFn = void (*)(int, const float*, long, long, int, const float*, i
 
 using WinoChunkFn = void (*)(int, int, int, int, int, const float*, long, long, int, const float*, int, const float*,
                              float*, long, long, const float*, long, long, float*, float*);
+using WinoWgradFn = void (*)(int, int, int, int, int, const float*, long, long, int, const float*, long, long, int,
+                             float*, float*, float*, float*);
 
 struct Kernels {
   const char* name;
@@ -157,9 +159,10 @@ struct Kernels {
   WgradRowFn wgrad;
   NarrowRowFn narrow;
   WinoChunkFn wino[3];  // Winograd F(2x2,3x3) chunk, EPI as conv
+  WinoWgradFn wino_wgrad;
 };
 
-#define MZ_WINO(ns) {ns::wino_chunk<0>, ns::wino_chunk<1>, ns::wino_chunk<2>}
+#define MZ_WINO(ns) {ns::wino_chunk<0>, ns::wino_chunk<1>, ns::wino_chunk<2>}, ns::wino_wgrad_chunk
 static const Kernels kRef = {"scalar", 1, {kref::conv_row<0>, kref::conv_row<1>, kref::conv_row<2>}, kref::wgrad_row,
                              kref::narrow_row, MZ_WINO(kref)};
 #ifdef MZSR_X86
@@ -475,6 +478,76 @@ static void run_wino(const Pad& in, int K_, const float* U, int N_, const float*
   }
 }
 
+// Winograd weight + bias gradient of one layer (K -> N channels): per-thread dU partials
+// [16][K][N] + bias [N] (partials: wino_wgrad_partials_size floats), reduced, then
+// gw = G^T dU G written in run_wgrad's layout gw_out [9*K + 1][N] (row 9*K = bias).
+static size_t wino_wgrad_partials_size(int K, int N) {
+  return (size_t)omp_get_max_threads() * (16 * K * N + N) + 12 * (size_t)N + 64;  // + the transform's 12 rows
+}
+static void run_wino_wgrad(const Pad& in, int K_, const float* gy, long gy_is, long gy_rs, long gy_ps, int N_,
+                           float* partials, float* gw_out, float* scratch) {
+  const Kernels& k = K();
+  const int N = in.N, H = in.H, W = in.W;
+  const int TH = (H + 1) / 2, TW = (W + 1) / 2, nch = (TW + WINO_MT - 1) / WINO_MT;
+  const long vsz = 16 * wino_es(WINO_MT, K_), msz = 16 * wino_es(WINO_MT, N_);
+  const long psz = 16L * K_ * N_ + N_;
+  int nth = 1;
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+#pragma omp single
+    nth = omp_get_num_threads();
+    float* vs = scratch + (long)tid * (vsz + msz);
+    float* ms = vs + vsz;
+    float* du = partials + tid * psz;
+    std::memset(du, 0, psz * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+    for (long u = 0; u < (long)N * TH * nch; ++u) {
+      const int n = u / ((long)TH * nch), r = u % ((long)TH * nch), ty = r / nch, tx0 = (r % nch) * WINO_MT;
+      const int nt = std::min(WINO_MT, TW - tx0);
+      k.wino_wgrad(nt, tx0, ty, H, W, in.row(n, 0), in.ps, in.rs(), K_, gy + n * gy_is, gy_rs, gy_ps, N_, du,
+                   du + 16L * K_ * N_, vs, ms);
+    }
+  }
+  for (int t = 1; t < nth; ++t)
+    for (long i = 0; i < psz; ++i) partials[i] += partials[t * psz + i];
+  // gw[a][b] = sum_ij G[i][a] G[j][b] dU[4i+j]: columns of G = (1 .5 .5 0), (0 .5 -.5 0), (0 .5 .5 1)
+  float* tq = partials + (long)omp_get_max_threads() * psz;  // 12 rows of N_
+  for (int kk = 0; kk < K_; ++kk) {
+    for (int j = 0; j < 4; ++j) {
+      const float* d0 = partials + ((long)(0 + j) * K_ + kk) * N_;
+      const float* d1 = partials + ((long)(4 + j) * K_ + kk) * N_;
+      const float* d2 = partials + ((long)(8 + j) * K_ + kk) * N_;
+      const float* d3 = partials + ((long)(12 + j) * K_ + kk) * N_;
+      float* t0 = tq + (0 * 4 + j) * N_;
+      float* t1 = tq + (1 * 4 + j) * N_;
+      float* t2 = tq + (2 * 4 + j) * N_;
+      for (int n = 0; n < N_; ++n) {
+        const float h = .5f * (d1[n] + d2[n]);
+        t0[n] = d0[n] + h;
+        t1[n] = .5f * (d1[n] - d2[n]);
+        t2[n] = h + d3[n];
+      }
+    }
+    for (int a = 0; a < 3; ++a) {
+      const float* e0 = tq + (a * 4 + 0) * N_;
+      const float* e1 = tq + (a * 4 + 1) * N_;
+      const float* e2 = tq + (a * 4 + 2) * N_;
+      const float* e3 = tq + (a * 4 + 3) * N_;
+      float* g0 = gw_out + ((long)(3 * a + 0) * K_ + kk) * N_;
+      float* g1 = gw_out + ((long)(3 * a + 1) * K_ + kk) * N_;
+      float* g2 = gw_out + ((long)(3 * a + 2) * K_ + kk) * N_;
+      for (int n = 0; n < N_; ++n) {
+        const float h = .5f * (e1[n] + e2[n]);
+        g0[n] = e0[n] + h;
+        g1[n] = .5f * (e1[n] - e2[n]);
+        g2[n] = h + e3[n];
+      }
+    }
+  }
+  std::memcpy(gw_out + 9L * K_ * N_, partials + 16L * K_ * N_, N_ * sizeof(float));
+}
+
 struct ConvJobBf {
   const PadB* in;
   int Cin;
@@ -763,9 +836,11 @@ std::tuple<at::Tensor, at::Tensor> conv3x3_wgrad(const at::Tensor& x_, const at:
   if (x.numel() == 0 || gy.numel() == 0) return {gw, gb};
   const int VW = K().VW, CoutP = round_up(Cout, VW);
   const bool copy_gy = CoutP != Cout;
+  const bool wino = use_wino(Cin, Cout) && !copy_gy;
   Arena a;
   a.reset(pad_size(N, H, W, Cin) + (copy_gy ? (size_t)N * H * W * CoutP : 0) + (size_t)9 * Cin + 16 +
-          wgrad_scratch_size(Cin, CoutP) + (size_t)(9 * Cin + 1) * CoutP + 64);
+          wgrad_scratch_size(Cin, CoutP) + (size_t)(9 * Cin + 1) * CoutP + 64 +
+          (wino ? wino_wgrad_partials_size(Cin, Cout) + wino_scratch_size(Cin, Cout) : 0));
   Pad P{a.take(pad_size(N, H, W, Cin)), N, H, W, Cin};
   P.zero_border();
   fill_pad(P, x.data_ptr<float>(), Cin);
@@ -785,7 +860,13 @@ std::tuple<at::Tensor, at::Tensor> conv3x3_wgrad(const at::Tensor& x_, const at:
   make_koff(Cin, P.ps, P.rs(), koff);
   float* parts = a.take(wgrad_scratch_size(Cin, CoutP));
   float* red = a.take((size_t)(9 * Cin + 1) * CoutP);
-  run_wgrad(P, Cin, g, (long)H * W * CoutP, (long)W * CoutP, CoutP, CoutP, koff, parts, red);
+  if (wino) {
+    float* wp = a.take(wino_wgrad_partials_size(Cin, Cout));
+    run_wino_wgrad(P, Cin, g, (long)H * W * CoutP, (long)W * CoutP, CoutP, CoutP, wp, red,
+                   a.take(wino_scratch_size(Cin, Cout)));
+  } else {
+    run_wgrad(P, Cin, g, (long)H * W * CoutP, (long)W * CoutP, CoutP, CoutP, koff, parts, red);
+  }
   float* gwp = gw.data_ptr<float>();
   float* gbp = gb.data_ptr<float>();
   for (int co = 0; co < Cout; ++co) {
@@ -1045,7 +1126,9 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
                               (size_t)9 * S.cin[i] * 2 + 64);
   }
   need += wpk + conv_scratch_size(W, cpmax) + gmax + 2 * (size_t)nth * 16 + 512;
-  const size_t wino_sz = bf16 ? 0 : (size_t)16 * cpmax * cpmax + wino_scratch_size(cpmax, cpmax) + 32;
+  const size_t wino_sz = bf16 ? 0
+                              : (size_t)16 * cpmax * cpmax + wino_scratch_size(cpmax, cpmax) +
+                                    wino_wgrad_partials_size(cpmax, cpmax) + 48;
   need += wino_sz;
   size_t bwsz = 0;  // bf16 wgrad scratch (floats)
   if (bf16) {
@@ -1098,6 +1181,7 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
   // Winograd weights of the layer being run (transformed just before each use) + scratch
   float* wU = bf16 ? nullptr : a.take((size_t)16 * cpmax * cpmax);
   float* wscr = bf16 ? nullptr : a.take(wino_scratch_size(cpmax, cpmax));
+  float* wparts = bf16 ? nullptr : a.take(wino_wgrad_partials_size(cpmax, cpmax));
   for (int i = 0; i < NL; ++i) A[i].zero_border();
   G.zero_border();
   fill_pad(A[0], x.data_ptr<float>(), C);
@@ -1187,6 +1271,8 @@ static at::Tensor step_impl(at::TensorList params, const at::Tensor& x_, const a
     if (bf16 && Ci % 16 == 0 && CoP % 16 == 0) {
       kb->wgrad_koff(W, Ci, koff);
       run_wgrad_bf(A[i], Ci, gy, gis, grs, gps, CoP, koff, parts, red, bwscr);
+    } else if (!bf16 && use_wino(Ci, Co)) {
+      run_wino_wgrad(A[i], Ci, gy, gis, grs, gps, Co, wparts, red, wscr);
     } else {
       run_wgrad(A[i], Ci, gy, gis, grs, gps, CoP, koff, parts, red);
     }
