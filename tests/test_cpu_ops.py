@@ -213,3 +213,172 @@ def test_bad_inputs_raise():
         ops.conv3x3_fwd(torch.rand(1, 4, 4, 3, dtype=torch.float64), torch.rand(8, 3, 3, 3), None, False, None)
     with pytest.raises(RuntimeError, match="params"):
         ops.adapt_step(_net(0)[:4], torch.rand(1, 4, 4, 3), torch.rand(1, 4, 4, 3), torch.tensor(0.1))
+
+
+# ----------------------------------------------------------------------------- Winograd
+# F(2x2, 3x3) (csrc/cpu/conv_winograd.inc) serves the forward, the input gradient and the
+# weight gradient of the layers with Cin, Cout >= 64 (multiples of 16).  It is on by default
+# with the AVX-512 kernels ("auto"); "on" forces it with every ISA so that the same
+# algorithm is checked on avx2 and plain C++ too.  Tiles are 2x2 outputs in chunks of 30
+# per tile row: the shapes cover 1x1, odd sizes (partial tiles at the right / bottom),
+# rows of exactly one chunk (W = 60) and of one chunk plus a partial one (W = 61, 62),
+# batch > 1, and output widths that are no multiple of 64 (the 1-vector GEMM blocks).
+WINO_SHAPES = [
+    (1, 1, 1, 64, 64),
+    (1, 2, 3, 64, 64),
+    (1, 5, 7, 64, 64),
+    (2, 9, 13, 64, 64),
+    (1, 3, 61, 64, 64),
+    (1, 4, 62, 64, 64),
+    (2, 2, 60, 64, 64),
+    (1, 6, 5, 64, 80),
+    (1, 5, 6, 80, 64),
+]
+
+
+@pytest.fixture
+def wino_on():
+    _require_ext()
+    ops = torch.ops.mzsr_fast
+    old = ops.cpu_winograd("").split(":")[0]
+    ops.cpu_winograd("on")
+    yield
+    ops.cpu_winograd(old)
+
+
+def _errs(a, b):
+    """max |a - b| and max |a - b| / max |b| (for the failure message)."""
+    d = (a - b).abs().max().item() if a.numel() else 0.0
+    return d, d / max(b.abs().max().item(), 1e-30)
+
+
+@pytest.mark.parametrize("shape", WINO_SHAPES, ids=_ids)
+def test_winograd_conv_fwd(isa, wino_on, shape):
+    assert torch.ops.mzsr_fast.cpu_winograd("") == "on:1"
+    x, w, b, _, _ = _data(shape)
+    for bias in (None, b):
+        for relu in (False, True):
+            y = torch.ops.mzsr_fast.conv3x3_fwd(x, w, bias, relu, None)
+            yr = R.conv3x3_fwd(x, w, bias, relu, None)
+            _check(y, yr, 2e-5, 1e-4, f"winograd fwd {isa} {shape} bias={bias is not None} relu={relu}")
+
+
+@pytest.mark.parametrize("shape", WINO_SHAPES, ids=_ids)
+def test_winograd_conv_dgrad(isa, wino_on, shape):
+    x, w, _, _, gy = _data(shape, 1)
+    ops = torch.ops.mzsr_fast
+    for m in (None, x):
+        _check(ops.conv3x3_dgrad(gy, w, m), R.conv3x3_dgrad(gy, w, m), 2e-5, 1e-4,
+               f"winograd dgrad {isa} {shape} mask={m is not None}")
+    assert torch.all(ops.conv3x3_dgrad(gy, w, x)[x <= 0] == 0)
+
+
+@pytest.mark.parametrize("shape", WINO_SHAPES, ids=_ids)
+def test_winograd_conv_wgrad(isa, wino_on, shape):
+    x, _, _, _, gy = _data(shape, 2)
+    gw, gb = torch.ops.mzsr_fast.conv3x3_wgrad(x, gy)
+    gwr, gbr = R.conv3x3_wgrad(x, gy)
+    npx = shape[0] * shape[1] * shape[2]
+    _check(gw, gwr, 2e-5 * npx ** 0.5, 1e-4, f"winograd wgrad {isa} {shape}")
+    _check(gb, gbr, 2e-5 * npx ** 0.5, 1e-4, f"winograd bias grad {isa} {shape}")
+
+
+def test_winograd_error_is_fp32_rounding():
+    """The Winograd path's error against the float64 result is of the same order as the
+    direct kernel's.  Measured 2026-11-26 (1x24x40, 64 -> 64, seeds 7 and 8, avx512 and
+    scalar), max |err| / max |exact|: forward 2.1-2.9e-7 (direct 0.96-1.5e-6, torch
+    8.4-9.0e-7: the 64-term dot products of the 16 GEMMs round less than the 576-term
+    ones), dgrad 2.8-3.1e-7 (direct 8-9e-7), wgrad 2.2-2.7e-7 (direct 1.5-2.5e-7, torch
+    2.8-3.8e-7)."""
+    _require_ext()
+    ops = torch.ops.mzsr_fast
+    old = ops.cpu_winograd("").split(":")[0]
+    x, w, b, _, gy = _data((1, 24, 40, 64, 64), 7)
+    exact = {
+        "fwd": R.conv3x3_fwd(x.double(), w.double(), b.double(), True, None),
+        "dgrad": R.conv3x3_dgrad(gy.double(), w.double(), x.double()),
+        "wgrad": R.conv3x3_wgrad(x.double(), gy.double())[0],
+    }
+    err = {}
+    try:
+        for mode in ("off", "on"):
+            ops.cpu_winograd(mode)
+            got = {"fwd": ops.conv3x3_fwd(x, w, b, True, None), "dgrad": ops.conv3x3_dgrad(gy, w, x),
+                   "wgrad": ops.conv3x3_wgrad(x, gy)[0]}
+            for k in got:
+                err[mode, k] = _errs(got[k].double(), exact[k])[1]
+    finally:
+        ops.cpu_winograd(old)
+    for k in exact:
+        assert err["on", k] < 1e-5, f"winograd {k}: relative error {err['on', k]:.3g} (direct {err['off', k]:.3g})"
+        assert err["on", k] < 4 * err["off", k] + 1e-7, (
+            f"winograd {k}: relative error {err['on', k]:.3g} vs direct {err['off', k]:.3g}")
+
+
+@pytest.fixture(params=["on", "off"])
+def wino(request):
+    _require_ext()
+    ops = torch.ops.mzsr_fast
+    old = ops.cpu_winograd("").split(":")[0]
+    ops.cpu_winograd(request.param)
+    yield request.param
+    ops.cpu_winograd(old)
+
+
+@pytest.mark.parametrize("nhw", [(1, 1, 1), (1, 5, 7), (2, 9, 13), (1, 3, 62)], ids=_ids)
+def test_winograd_net_forward_and_grads(isa, wino, nhw):
+    n, h, w = nhw
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(n, h, w, 3, generator=g)
+    t = torch.rand(n, h, w, 3, generator=g)
+    pl = _net(8)
+    ops = torch.ops.mzsr_fast
+    acts = R.net_forward(pl, x)
+    _check(ops.net_forward(pl, x), acts[-1], 2e-5, 1e-4, f"net_forward winograd={wino} {isa} {nhw}")
+    loss, grads = ops.net_grads(pl, x, t)
+    lr_, gout = R.l1_loss_grad(acts[-1], t)
+    gref = R.net_backward(pl, acts, gout)
+    _check(loss, lr_, 2e-5, 1e-4, f"loss winograd={wino} {isa} {nhw}")
+    for name, a, b in zip(model.param_names(), grads, gref):
+        scale = float(b.abs().max()) + 1e-12
+        _check(a / scale, b / scale, 2e-4, 1e-4, f"grad {name} winograd={wino} {isa} {nhw} (relative to max {scale:.3g})")
+
+
+@pytest.mark.parametrize("nhw", [(1, 6, 5), (2, 11, 19)], ids=_ids)
+def test_winograd_adapt_step_k_steps(isa, wino, nhw):
+    n, h, w = nhw
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(n, h, w, 3, generator=g)
+    t = (x + 0.05 * torch.randn(n, h, w, 3, generator=g)).clamp(0, 1)
+    pl, pr = _net(9), _net(9)
+    for k, lr in enumerate([2e-2, 1e-2, 1e-2, 5e-3]):
+        lr = torch.tensor(lr)
+        _check(torch.ops.mzsr_fast.adapt_step(pl, x, t, lr), R.adapt_step(pr, x, t, lr), 1e-5, 1e-4,
+               f"loss of step {k} (winograd={wino} {isa})")
+    for name, a, b in zip(model.param_names(), pl, pr):
+        _check(a, b, 2e-5, 1e-4, f"{name} after 4 steps (winograd={wino} {isa} {nhw})")
+
+
+def test_winograd_switch():
+    _require_ext()
+    ops = torch.ops.mzsr_fast
+    old = ops.cpu_winograd("").split(":")[0]
+    try:
+        assert ops.cpu_winograd("off") == "off:0"
+        assert ops.cpu_winograd("on") == "on:1"
+        auto = ops.cpu_winograd("auto")
+        assert auto == ("auto:1" if ops.cpu_isa("") == "avx512" else "auto:0")
+        with pytest.raises(RuntimeError, match="cpu_winograd"):
+            ops.cpu_winograd("fast")
+    finally:
+        ops.cpu_winograd(old)
+    # the environment variable sets the mode at first use (a fresh process)
+    import subprocess
+    import sys
+
+    code = "import torch; from mzsr_fast import _ext; _ext.load(); print(torch.ops.mzsr_fast.cpu_winograd(''))"
+    for env, want in (("0", "off:0"), ("1", "on:1")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                             env={**os.environ, "MZSR_FAST_CPU_WINOGRAD": env, "OMP_NUM_THREADS": "1"})
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == want, out.stdout
