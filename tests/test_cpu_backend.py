@@ -81,6 +81,30 @@ def test_weights_after_k_steps(bias):
         _close(cpu.params()[k], v, 1e-4, f"{k} after step()")
 
 
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_weights_after_k_steps_winograd(mode):
+    """The same through the backend with the Winograd F(2x2,3x3) path of the 64 -> 64 layers
+    forced on / off (default: on with AVX-512), on a size with partial tiles (odd H) and a
+    tile row longer than one 30-tile chunk (W = 62)."""
+    cpu, ref = _pair()
+    ops = torch.ops.mzsr_fast
+    old = ops.cpu_winograd("").split(":")[0]
+    try:
+        assert ops.cpu_winograd(mode) == f"{mode}:{int(mode == 'on')}"
+        x, t, p = _inputs(2, 7, 62, seed=4)
+        sched = [2e-2, 1e-2, 1e-2, 1e-2, 5e-3]
+        for b in (cpu, ref):
+            b.prepare(p, x.shape)
+        _close(cpu.adapt(x, t, sched), ref.adapt(x, t, sched), 1e-4, f"losses (winograd {mode})")
+        pa, pb = cpu.params(), ref.params()
+        for k in pb:
+            _close(pa[k], pb[k], 1e-4, f"{k} after {len(sched)} steps (winograd {mode})")
+        big = torch.rand(1, 3, 19, 65)
+        _close(cpu.upscale(big), ref.upscale(big), 1e-4, f"upscale after adapt (winograd {mode})")
+    finally:
+        ops.cpu_winograd(old)
+
+
 def test_auto_picks_cpu_and_upscale_any_size():
     cpu, ref = _pair()
     name, note = backends.resolve("auto", "cpu")
