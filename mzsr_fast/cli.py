@@ -205,8 +205,16 @@ def _cmd_info(a) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``mzsr-fast upscale: error: ...``, exit 2) instead of
+    the usage block; ``-h`` still prints the full usage.  Subcommand parsers inherit it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mzsr-fast", description="Meta-transfer zero-shot super-resolution")
+    p = _Parser(prog="mzsr-fast", description="Meta-transfer zero-shot super-resolution")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     u = sub.add_parser("upscale", help="adapt to one image and upscale it")
