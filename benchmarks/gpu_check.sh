@@ -57,11 +57,14 @@ if [ -n "${MZSR_GPU_TRAIN:-}" ]; then
 fi
 
 # 1. install from the working tree, offline; builds _C with the CUDA sources (nvcc, sm_90).
-# The C++ compiler: the system g++ when there is one.  On this image the default (/opt/gcc)
-# g++ linked the extension without a shared libstdc++, and any TORCH_CHECK message with an
-# integer then segfaulted (H100, 2026-11-26; benchmarks/cuda_argcheck_repro.py).
+# The C++ compiler: the system g++ when there is one (MZSR_GPU_KEEP_CXX=1 keeps $CXX).  The
+# GPU image sets CXX=/opt/gcc/bin/g++, which linked the extension without a shared libstdc++:
+# any TORCH_CHECK message with an integer then segfaulted.  With /usr/bin/g++ (13.3, the same
+# version) the extension links /lib/x86_64-linux-gnu/libstdc++.so.6, the messages are raised
+# as exceptions and all 180 cuda backend tests pass (H100, 2026-11-26,
+# benchmarks/results/gpu_20261126_h100_s2/install2.log).
 export MZSR_FAST_CUDA_ARCHS=${MZSR_FAST_CUDA_ARCHS:-90}
-if [ -z "${CXX:-}" ] && [ -x /usr/bin/g++ ]; then export CXX=/usr/bin/g++ CC=/usr/bin/gcc; fi
+if [ "${MZSR_GPU_KEEP_CXX:-0}" != "1" ] && [ -x /usr/bin/g++ ]; then export CXX=/usr/bin/g++ CC=/usr/bin/gcc; fi
 note "compilers: CXX=${CXX:-default} ($(${CXX:-g++} --version 2>/dev/null | head -1)); which g++: $(command -v g++)"
 [ "${MZSR_GPU_SKIP_INSTALL:-0}" = "1" ] && INSTALL_CMD=true || INSTALL_CMD="$PY -m pip install"
 ( phase install "${T_INSTALL:-150}" $INSTALL_CMD --no-build-isolation --no-deps --no-index -v -e . > "$X/install.log" 2>&1 \
