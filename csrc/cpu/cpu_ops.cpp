@@ -18,6 +18,11 @@
 // * wgrad: 6 rows of the packed gradient x 64 channels in registers, summed over pixels,
 //   per-thread partials reduced at the end; bias grad in the same pass; the SGD update is
 //   fused into the reduction;
+// * Winograd F(2x2,3x3) (conv_winograd.inc) for the 64 -> 64 layers: forward, input
+//   gradient and weight gradient with 16 instead of 36 multiplies per 2x2 outputs; 16 GEMMs
+//   per chunk of 30 tiles with the same 6 x 64 register block (114 GF/s), ~1.8x the direct
+//   kernels per conv (numbers next to wino_mode below); AVX-512 by default, switch
+//   MZSR_FAST_CPU_WINOGRAD / op cpu_winograd;
 // * the L1 loss and its gradient are fused into the last layer's forward epilogue;
 // * adapt_step / net forward carve all buffers from one per-thread arena that only grows,
 //   so after the first call at a given size nothing is allocated.
@@ -239,15 +244,19 @@ static const Kernels& K() {
 static inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
 // ----------------------------------------------------------------------------- Winograd switch
-// Winograd F(2x2, 3x3) (conv_winograd.inc) for the forward and the input gradient of the
-// wide layers (Cin, Cout >= 64, multiples of 16: the six 64 -> 64 layers of this net).
+// Winograd F(2x2, 3x3) (conv_winograd.inc) for the forward, the input gradient and the
+// weight gradient of the wide layers (Cin, Cout >= 64, multiples of 16: the six 64 -> 64
+// layers of this net) in fp32; precision "bf16" keeps its direct vdpbf16ps kernels.
 // Mode: 0 off, 1 auto (on with the AVX-512 kernels, where it was measured faster), 2 on
 // with every ISA (tests).  Env MZSR_FAST_CPU_WINOGRAD=0 / 1 / auto at first use, then the
 // op cpu_winograd("off" | "auto" | "on").
 // Measured 2026-11-26, one Zen 4 core (2-core AMD EPYC VM, shared), 64 -> 64 + bias + ReLU,
 // chunks of 30 tiles: 128^2 direct 10.7 ms (112 GF/s) vs Winograd 5.6-5.9 ms (1.80-1.92x),
 // 256^2 42.5-43.2 ms vs 23.5-23.9 ms (1.81-1.83x); the GEMMs alone run at 114 GF/s
-// (of 117 peak), the two transforms take the rest (~0.6 ms at 128^2).
+// (of 117 peak), the two transforms take the rest (~0.6 ms at 128^2).  Weight gradient,
+// same core: 128^2 11.0-11.2 ms vs 6.0-6.1 ms (1.79-1.87x), 256^2 44.6 vs 25.3 ms (1.76x).
+// AVX2 is left on the direct kernels by default (not measured on an AVX2-only machine);
+// "on" runs the same algorithm with the AVX2 / plain C++ kernels (tested, not tuned).
 static std::atomic<int> g_wino{-1};
 static int wino_mode() {
   int m = g_wino.load();
@@ -501,7 +510,9 @@ static void run_wino_wgrad(const Pad& in, int K_, const float* gy, long gy_is, l
     float* ms = vs + vsz;
     float* du = partials + tid * psz;
     std::memset(du, 0, psz * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+    // static: which rows (tiles) feed which thread's partial sum must not depend on timing,
+    // else the float sums differ run to run (measured: up to 1.4e-6, 2 threads)
+#pragma omp for schedule(static)
     for (long u = 0; u < (long)N * TH * nch; ++u) {
       const int n = u / ((long)TH * nch), r = u % ((long)TH * nch), ty = r / nch, tx0 = (r % nch) * WINO_MT;
       const int nt = std::min(WINO_MT, TW - tx0);
@@ -635,7 +646,9 @@ static void run_wgrad(const Pad& in, int Cin, const float* gy, long gy_is, long 
     nth = omp_get_num_threads();
     float* gw = partials + tid * gsz;
     std::memset(gw, 0, gsz * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+    // static: which rows (tiles) feed which thread's partial sum must not depend on timing,
+    // else the float sums differ run to run (measured: up to 1.4e-6, 2 threads)
+#pragma omp for schedule(static)
     for (long r = 0; r < (long)N * H; ++r) {
       const int n = r / H, y = r % H;
       k.wgrad(W, in.row(n, y), in.ps, Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw);
@@ -663,7 +676,9 @@ static void run_wgrad_bf(const Pad& in, int Cin, const float* gy, long gy_is, lo
     nth = omp_get_num_threads();
     float* gw = partials + tid * gsz;
     std::memset(gw, 0, gsz * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+    // static: which rows (tiles) feed which thread's partial sum must not depend on timing,
+    // else the float sums differ run to run (measured: up to 1.4e-6, 2 threads)
+#pragma omp for schedule(static)
     for (long r = 0; r < (long)N * H; ++r) {
       const int n = r / H, y = r % H;
       kb->wgrad(W, in.row(n, y), in.ps, in.rs(), Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw,
