@@ -90,10 +90,12 @@ class Backend(abc.ABC):
     #: ``forward``/``upscale`` (per pixel of its input), of ``adapt`` (per pixel of the
     #: adaptation input) and of ``region_grads`` (per pixel of the region), and a constant
     #: ("const", bytes).  These defaults are the reference implementation's, measured on
-    #: the CPU (peak RSS in a fresh process, benchmarks/bench_large.py --calibrate,
-    #: 2026-11-26, 2-core AMD EPYC Zen 4 VM) with a margin; backends override measured values.
+    #: the CPU as the peak RSS above the start of the op in a fresh process at 384^2 and
+    #: 768^2, line fit (benchmarks/bench_large.py --calibrate, 2026-11-26, 2-core AMD EPYC
+    #: Zen 4 VM): forward 768, adapt 2595, region_grads 2636 B/px, constants < 14 MB;
+    #: +15% margin here.  Backends override them with their own measurements.
     memory_bytes_per_pixel: ClassVar[dict[str, float]] = {
-        "forward": 1100.0, "adapt": 4400.0, "region_grads": 2600.0, "const": 64 * 2**20,
+        "forward": 900.0, "adapt": 3000.0, "region_grads": 3000.0, "const": 32 * 2**20,
     }
 
     def memory_per_pixel(self, kind: str) -> float:
