@@ -7,6 +7,9 @@
     python -m benchmarks.bench_large --calibrate --out benchmarks/results/large_calib_DATE.json
         bytes per pixel of forward / adapt / region_grads per CPU backend (two sizes, a
         line fit), and whole calls vs the planner's estimate
+    python -m benchmarks.bench_large --crops-psnr --out benchmarks/results/crops_psnr_DATE.json
+        PSNR cost of adapt_on="crops" vs full adaptation on Set5 + Set14 (validation sets;
+        setting g^d_2.0, MZSR(10), shipped weights, cpu backend)
     pytest benchmarks/bench_large.py --benchmark-only     (skipped under --benchmark-skip)
         the same cases; MZSR_BENCH_LARGE="2048:1,4096:0" to choose them
 
@@ -179,6 +182,51 @@ def _child_plan(spec: dict) -> dict:
     return m
 
 
+def crops_psnr(configs=((64, 4), (32, 4)), steps: int = 10, setting: str = "g^d_2.0", backend: str = "cpu") -> dict:
+    """Y-PSNR of MZSR(steps) with full adaptation and with crop samples (crop_size, n_crops),
+    per image of Set5 and Set14 (HR cropped to a multiple of 2, degraded by ``setting``)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(THREADS)
+    from mzsr_fast import adapt_and_upscale, metrics
+    from mzsr_fast.benchutil import machine_info
+    from mzsr_fast.degradation import degrade
+    from mzsr_fast.degradation import setting as get_setting
+
+    kernel, sub = get_setting(setting)
+    rows = []
+    for sname in ("set5", "set14"):
+        d = os.path.join(DATA, sname)
+        for f in sorted(os.listdir(d)):
+            hr = np.asarray(Image.open(os.path.join(d, f)).convert("RGB"))
+            hr = hr[: hr.shape[0] - hr.shape[0] % 2, : hr.shape[1] - hr.shape[1] % 2]
+            lr = degrade(hr, kernel, 2, sub)
+            row = {"set": sname, "image": f, "lr_hw": list(lr.shape[:2])}
+            for name, kw in [("full", {})] + [(f"crops{c}x{n}", {"adapt_on": "crops", "crop_size": c, "n_crops": n})
+                                               for c, n in configs]:
+                sr, info = adapt_and_upscale(lr, scale=2, kernel=kernel, steps=steps, subsampling=sub, backend=backend,
+                                             device="cpu", return_info=True, **kw)
+                row[name] = {"psnr": round(metrics.psnr_y(sr, hr, 2), 4), "adapt_s": round(info["times"]["adapt"], 3)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    summary = {}
+    for c, n in configs:
+        key = f"crops{c}x{n}"
+        d = np.array([r[key]["psnr"] - r["full"]["psnr"] for r in rows])
+        frac = np.array([n * min(c, r["lr_hw"][0]) * min(c, r["lr_hw"][1]) / (r["lr_hw"][0] * r["lr_hw"][1])
+                         for r in rows])
+        t = np.array([r[key]["adapt_s"] / r["full"]["adapt_s"] for r in rows])
+        summary[key] = {"mean_delta_db": round(float(d.mean()), 4), "min_delta_db": round(float(d.min()), 4),
+                        "max_delta_db": round(float(d.max()), 4), "mean_pixel_fraction": round(float(frac.mean()), 3),
+                        "mean_adapt_time_ratio": round(float(t.mean()), 3)}
+    summary["full_mean_psnr"] = round(float(np.mean([r["full"]["psnr"] for r in rows])), 4)
+    return {"date": time.strftime("%Y-%m-%d"), "setting": setting, "steps": steps, "backend": backend,
+            "threads": THREADS, "configs": [list(c) for c in configs], "summary": summary, "rows": rows,
+            "machine": machine_info()}
+
+
 # ----------------------------------------------------------------------------- parent side
 def _env() -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
@@ -248,6 +296,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="write the results JSON here")
     ap.add_argument("--calibrate", action="store_true", help="measure the memory model instead of the cases")
+    ap.add_argument("--crops-psnr", action="store_true", help="measure the PSNR cost of adapt_on='crops'")
     ap.add_argument("--max-memory", default="4GiB")
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--child", nargs=2, metavar=("WHAT", "SPEC"), help=argparse.SUPPRESS)
@@ -257,7 +306,12 @@ def main(argv=None) -> int:
         r = {"case": _child_case, "calib": _child_calib, "plan": _child_plan}[what](spec)
         print(json.dumps(r))
         return 0
-    res = calibrate() if a.calibrate else run_cases(_cases_from_env(), a.max_memory, a.backend)
+    if a.calibrate:
+        res = calibrate()
+    elif a.crops_psnr:
+        res = crops_psnr()
+    else:
+        res = run_cases(_cases_from_env(), a.max_memory, a.backend)
     if a.out:
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
         with open(a.out, "w") as f:

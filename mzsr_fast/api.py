@@ -235,7 +235,8 @@ def adapt_and_upscale(
     params, wdesc = load_params(weights, scale, sub_eff if weights is None else subsampling)
     params = _params_on(params, wdesc, dev)
     be = _backend(backend, dev, precision)
-    plan = _tiling.plan(be, h, w, scale, steps, budget, budget_source, adapt_on=adapt_on, crop_size=crop_size)
+    plan = _tiling.plan(be, h, w, scale, steps, budget, budget_source, adapt_on=adapt_on, crop_size=crop_size,
+                        n_crops=n_crops)
     # per-phase times need a device sync at each phase boundary; without return_info the
     # whole pass is queued with no sync until the result is read back
     sync = _sync if return_info else (lambda d: None)
@@ -259,7 +260,7 @@ def adapt_and_upscale(
             losses = torch.zeros(0)
         elif plan.adapt_mode == "crops":
             losses = _tiling.adapt_on_crops(be, son_up, x, sched, crop_size=crop_size, n_crops=n_crops,
-                                            seed=crop_seed)
+                                            seed=crop_seed, batch=plan.adapt_batch)
         else:  # the whole image (backend.adapt) or exact tiles
             losses = _tiling.adapt(be, son_up, x, sched, tile=plan.adapt_tile)
         del son_up

@@ -160,19 +160,30 @@ def tiles(h: int, w: int, tile, halo: int = HALO) -> list[Tile]:
 
 
 # ----------------------------------------------------------------------------- gradients
+def boxes_of(box, n: int) -> list[tuple[int, int, int, int]]:
+    """``box``: one ``(y0, y1, x0, x1)`` for all ``n`` batch elements, or ``n`` of them."""
+    if len(box) == 4 and all(isinstance(v, int) for v in box):
+        return [tuple(box)] * n  # type: ignore[list-item]
+    out = [tuple(int(v) for v in b) for b in box]
+    if len(out) != n or any(len(b) != 4 for b in out):
+        raise ValueError(f"box must be (y0, y1, x0, x1) or one such box per batch element ({n}), got {box!r}")
+    return out  # type: ignore[return-value]
+
+
 def region_grads_ops(ops, plist: Sequence[torch.Tensor | None], x: torch.Tensor, target: torch.Tensor,
-                     box: Sequence[int], numel: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Loss and gradients of one region, from per-layer ops (:mod:`mzsr_fast.reference`
-    or ``torch.ops.mzsr_fast``, same names and signatures).
+                     box, numel: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Loss and gradients of a region (or a batch of equally shaped regions), from per-layer
+    ops (:mod:`mzsr_fast.reference` or ``torch.ops.mzsr_fast``, same names and signatures).
 
     plist: ``[w0, b0, ..., w7, b7]`` (biases may be None); x, target: ``(N, h, w, 3)``
-    NHWC float32 (the region); box: ``(y0, y1, x0, x1)`` its interior in region
-    coordinates; numel: the element count of the *whole* target.  Returns
-    ``(loss, grads)``: ``loss = sum_interior |x + net(x) - target| / numel`` (0-d f32)
-    and ``[gw0, gb0, ..., gw7, gb7]``.  Activations are dropped as soon as the backward
-    pass is past them (peak: the stored activations + two gradient maps).
+    NHWC float32 (the regions); box: ``(y0, y1, x0, x1)``, the interior in region
+    coordinates, or one such box per batch element; numel: the element count of the
+    *whole* target.  Returns ``(loss, grads)``: ``loss = sum_interiors |x + net(x) -
+    target| / numel`` (0-d f32) and ``[gw0, gb0, ..., gw7, gb7]`` (summed over the batch).
+    Activations are dropped as soon as the backward pass is past them (peak: the stored
+    activations + two gradient maps).
     """
-    y0, y1, x0, x1 = (int(v) for v in box)
+    boxes = boxes_of(box, x.shape[0])
     n = len(plist) // 2
     acts = [x]
     h = x
@@ -180,12 +191,16 @@ def region_grads_ops(ops, plist: Sequence[torch.Tensor | None], x: torch.Tensor,
         last = i == n - 1
         h = ops.conv3x3_fwd(h, plist[2 * i], plist[2 * i + 1], not last, x if last else None)
         acts.append(h)
-    d = acts.pop()[:, y0:y1, x0:x1] - target[:, y0:y1, x0:x1]
-    loss = d.abs().sum() / numel
-    # autograd's d|d|/dd is sign(d) (0 at 0), as reference.l1_loss_grad
-    g = torch.zeros(x.shape[:3] + (plist[2 * n - 2].shape[0],), dtype=torch.float32, device=x.device)
-    g[:, y0:y1, x0:x1] = torch.sign(d) / numel
-    del d, h
+    out = acts.pop()
+    g = torch.zeros(out.shape, dtype=torch.float32, device=x.device)
+    loss = torch.zeros((), dtype=torch.float32, device=x.device)
+    for j, (y0, y1, x0, x1) in enumerate(boxes):
+        d = out[j, y0:y1, x0:x1] - target[j, y0:y1, x0:x1]
+        loss = loss + d.abs().sum()
+        # autograd's d|d|/dd is sign(d) (0 at 0), as reference.l1_loss_grad
+        g[j, y0:y1, x0:x1] = torch.sign(d) / numel
+    loss = loss / numel
+    del out, d, h
     grads: list[torch.Tensor] = [None] * (2 * n)  # type: ignore[list-item]
     for i in range(n - 1, -1, -1):
         a = acts.pop()
@@ -248,13 +263,24 @@ def _accumulate(acc: dict | None, g: dict) -> dict:
     return acc
 
 
-def _tiled_step(be, x: torch.Tensor, target: torch.Tensor, regions: Sequence[Tile], numel: int, lr: float):
+def _tiled_step(be, x: torch.Tensor, target: torch.Tensor, regions: Sequence[Tile], numel: int, lr: float,
+                batch: int = 1):
+    """One SGD step from the gradients of ``regions`` (equal shapes) summed; ``batch``
+    regions go through ``region_grads`` at once (x must then be a single image)."""
     loss, acc = None, None
-    for t in regions:
-        li, g = be.region_grads(x[(..., *t.region)], target[(..., *t.region)], t.box, numel)
+    for i in range(0, len(regions), batch):
+        group = regions[i:i + batch]
+        if len(group) == 1:
+            t = group[0]
+            xs, ts, box = x[(..., *t.region)], target[(..., *t.region)], t.box
+        else:
+            xs = torch.cat([x[(..., *t.region)] for t in group])
+            ts = torch.cat([target[(..., *t.region)] for t in group])
+            box = [t.box for t in group]
+        li, g = be.region_grads(xs, ts, box, numel)
         acc = _accumulate(acc, g)
         loss = li if loss is None else loss + li
-        del g
+        del g, xs, ts
     be.apply_grads(acc, lr)
     return loss
 
@@ -272,7 +298,7 @@ def adapt(be, x: torch.Tensor, target: torch.Tensor, schedule: Sequence[float], 
 
 
 def adapt_on_crops(be, x: torch.Tensor, target: torch.Tensor, schedule: Sequence[float], *,
-                   crop_size: int, n_crops: int, seed: int = 0) -> torch.Tensor:
+                   crop_size: int, n_crops: int, seed: int = 0, batch: int | None = None) -> torch.Tensor:
     """Adaptation on a random sample of crops instead of the whole image (large images).
 
     Each step draws ``n_crops`` crops of ``crop_size`` x ``crop_size`` LR pixels (clipped to
@@ -280,8 +306,12 @@ def adapt_on_crops(be, x: torch.Tensor, target: torch.Tensor, schedule: Sequence
     same crops for the same call), and takes one SGD step on the L1 loss averaged over the
     crops' pixels.  Each crop is computed with its halo, so its gradient is the full-image
     network's gradient restricted to the crop (no artificial zero padding at crop edges);
-    the step is an unbiased-in-the-interior estimate of the full-image step.  Returns the
-    losses ``(k,)`` float32 (crop losses, each before its step)."""
+    the step is an unbiased-in-the-interior estimate of the full-image step.  ``batch``
+    crops (default: all) go through ``region_grads`` at once (one call of larger ops, not
+    many small ones).  x, target ``(1, 3, h, w)``.  Returns the losses ``(k,)`` float32
+    (crop losses, each before its step)."""
+    if x.shape[0] != 1:
+        raise ValueError(f"adapt_on_crops takes one image (1, 3, h, w), got {tuple(x.shape)}")
     h, w = x.shape[-2:]
     ch, cw = min(crop_size, h), min(crop_size, w)
     gen = torch.Generator().manual_seed(int(seed))
@@ -292,7 +322,7 @@ def adapt_on_crops(be, x: torch.Tensor, target: torch.Tensor, schedule: Sequence
         ys = torch.randint(0, h - ch + 1, (n_crops,), generator=gen).tolist()
         xs = torch.randint(0, w - cw + 1, (n_crops,), generator=gen).tolist()
         regions = [make_tile(y, y + ch, x0, x0 + cw, h, w, rshape) for y, x0 in zip(ys, xs)]
-        losses.append(_tiled_step(be, x, target, regions, numel, float(lr)))
+        losses.append(_tiled_step(be, x, target, regions, numel, float(lr), batch=batch or n_crops))
     if not losses:
         return torch.zeros(0)
     return torch.stack([v.reshape(()).float().cpu() for v in losses])
@@ -360,8 +390,9 @@ class Plan:
     budget: int
     budget_source: str
     adapt_mode: str  # "none" | "whole" | "tiled" | "crops"
-    adapt_tile: tuple[int, int] | None
-    adapt_tiles: int
+    adapt_tile: tuple[int, int] | None  # tiles, or the crop size
+    adapt_tiles: int  # tiles per step (crops: 0)
+    adapt_batch: int  # regions per region_grads call (crops go in batches)
     adapt_bytes: int
     upscale_tile: tuple[int, int] | None
     upscale_tiles: int
@@ -397,7 +428,7 @@ def _bytes(n_px: int, per_px: float) -> int:
 
 
 def plan(be, h: int, w: int, scale: int, steps: int, budget: int, budget_source: str = "max_memory", *,
-         adapt_on: str = "full", crop_size: int = 128) -> Plan:
+         adapt_on: str = "full", crop_size: int = 128, n_crops: int = 16) -> Plan:
     """Choose tiles for one ``h x w`` LR image so that each phase fits ``budget`` bytes.
 
     Phase bytes = image buffers (:data:`IMAGE_BYTES`) + ``be.memory_per_pixel(kind)`` x the
@@ -424,7 +455,7 @@ def plan(be, h: int, w: int, scale: int, steps: int, budget: int, budget_source:
 
     # adaptation (LR size): the input buffers, son_up (and lr_up, made with it when the
     # upscale runs whole), then the backend's working memory
-    adapt_mode, adapt_tile, adapt_tiles, adapt_bytes = "none", None, 0, 0
+    adapt_mode, adapt_tile, adapt_tiles, adapt_batch, adapt_bytes = "none", None, 0, 1, 0
     if steps > 0:
         fixed = _bytes(lr_px, IMAGE_BYTES["lr"] + IMAGE_BYTES["son_up"]) + const
         if up_tile is None:
@@ -434,7 +465,11 @@ def plan(be, h: int, w: int, scale: int, steps: int, budget: int, budget_source:
         if adapt_on == "crops":
             adapt_mode = "crops"
             adapt_tile = min(crop_size, h), min(crop_size, w)
-            adapt_bytes = fixed + _bytes(_region_px(h, w, *adapt_tile), bpp)
+            per_crop = _bytes(_region_px(h, w, *adapt_tile), bpp)
+            adapt_batch = int(min(n_crops, (budget - fixed) // per_crop))
+            if adapt_batch < 1:
+                need.append(("adaptation on crops", fixed + per_crop))
+            adapt_bytes = fixed + max(adapt_batch, 1) * per_crop
         elif whole <= budget:
             adapt_mode, adapt_bytes, adapt_tiles = "whole", whole, 1
         else:
@@ -454,7 +489,7 @@ def plan(be, h: int, w: int, scale: int, steps: int, budget: int, budget_source:
         raise ValueError(
             f"max_memory of {_fmt(budget)} ({budget_source}) is too small for a {h}x{w} image at scale {scale}: "
             f"{what} needs at least {_fmt(n)}")
-    return Plan(budget, budget_source, adapt_mode, adapt_tile, adapt_tiles, adapt_bytes,
+    return Plan(budget, budget_source, adapt_mode, adapt_tile, adapt_tiles, adapt_batch, adapt_bytes,
                 up_tile, up_tiles, up_bytes, convert)
 
 

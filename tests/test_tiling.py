@@ -369,3 +369,31 @@ def test_gpu_memory_estimate_bounds_measured(name):
         used = torch.cuda.max_memory_allocated() - base
         est = be.memory_per_pixel(kind) * s * s + be.memory_per_pixel("const")
         assert used <= est, f"{name} {kind}: measured {used / 2**20:.1f} MiB > estimate {est / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_batched_regions_equal_one_by_one(name):
+    """Regions through region_grads in a batch (per-element boxes) == one at a time."""
+    x, t = _pair(26, 23, seed=11)
+    regions = tiling.tiles(26, 23, 6)
+    a, b = _be(name), _be(name)
+    la = tiling._tiled_step(a, x, t, regions, t.numel(), 0.02, batch=1)
+    lb = tiling._tiled_step(b, x, t, regions, t.numel(), 0.02, batch=4)
+    assert abs(float(la) - float(lb)) < ATOL
+    assert _maxdiff(a.params(), b.params()) < ATOL
+    with pytest.raises(ValueError, match="one such box per batch element"):
+        b.region_grads(x[..., :10, :10].expand(2, 3, 10, 10), t[..., :10, :10].expand(2, 3, 10, 10),
+                       [(0, 5, 0, 5)], t.numel())
+
+
+def test_plan_crops_batch():
+    be = backends.get(CPU_BACKENDS[-1], "cpu")
+    p = tiling.plan(be, 1000, 1000, 2, 1, 2**30, adapt_on="crops", crop_size=64, n_crops=16)
+    assert p.adapt_mode == "crops" and tuple(p.adapt_tile) == (64, 64) and p.adapt_batch == 16
+    # a budget that fits 3.5 crops' working memory: batches of 3 crops
+    fixed = (tiling.IMAGE_BYTES["lr"] + tiling.IMAGE_BYTES["son_up"]) * 300 * 300 + be.memory_per_pixel("const")
+    per = be.memory_per_pixel("region_grads") * (64 + 2 * tiling.HALO) ** 2
+    q = tiling.plan(be, 300, 300, 2, 1, int(fixed + 3.5 * per), adapt_on="crops", crop_size=64, n_crops=16)
+    assert q.adapt_batch == 3 and q.adapt_bytes <= q.budget
+    with pytest.raises(ValueError, match="adaptation on crops needs at least"):
+        tiling.plan(be, 300, 300, 2, 1, int(fixed + 0.5 * per), adapt_on="crops", crop_size=64, n_crops=16)

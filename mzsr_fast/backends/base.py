@@ -106,15 +106,16 @@ class Backend(abc.ABC):
         except KeyError:
             raise ValueError(f"unknown memory kind {kind!r}; one of {sorted(self.memory_bytes_per_pixel)}") from None
 
-    def region_grads(self, x: torch.Tensor, target: torch.Tensor, box: Sequence[int], numel: int
+    def region_grads(self, x: torch.Tensor, target: torch.Tensor, box, numel: int
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss and gradients of one tile, for exact tiled adaptation (:mod:`mzsr_fast.tiling`).
 
-        x, target: ``(N, 3, h, w)`` float32, a region of the adaptation input and target;
-        box: ``(y0, y1, x0, x1)``, the tile's interior in region coordinates; numel: the
-        element count of the whole target.  Returns ``(loss, grads)``: ``loss =
-        sum_interior |x + net(x) - target| / numel`` (0-d float32) and its gradients by
-        parameter name (the keys of :meth:`params`), with the current parameters.
+        x, target: ``(N, 3, h, w)`` float32, a region of the adaptation input and target
+        (or N equally shaped regions); box: ``(y0, y1, x0, x1)``, the tile's interior in
+        region coordinates, or a list of N such boxes; numel: the element count of the
+        whole target.  Returns ``(loss, grads)``: ``loss = sum_interiors |x + net(x) -
+        target| / numel`` (0-d float32) and its gradients by parameter name (the keys of
+        :meth:`params`), with the current parameters.
 
         Default: the reference ops (:mod:`mzsr_fast.reference`) on this backend's device, in
         float32 (TF32 convs where ``precision == "tf32"``; for ``bf16`` backends tiled
