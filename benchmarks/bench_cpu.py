@@ -8,6 +8,7 @@ Providers (``provider``):
   reference_channels_last   the same with channels_last tensors
   module_sgd / module_sgd_cl  a plain ``nn.Module`` (MZSRNet) + ``torch.optim.SGD`` loop, NCHW / channels_last
   cpu / cpu_bf16            the compiled backend, fp32 and the bf16 fast mode (AVX512_BF16 CPUs)
+  cpu_direct                the compiled backend in fp32 with Winograd off (direct 3x3 kernels only)
 
 Cases:
   test_step                 one adaptation step at S x S (default 128, 256; 512 with MZSR_BENCH_CPU_LARGE=1)
@@ -15,6 +16,12 @@ Cases:
                             256^2 -> 512^2), with MZSR_BENCH_CPU_WHOLE=1 (about 1-2 min per provider
                             on a 2-core machine); extra_info holds the Y-PSNR against the HR image
                             and the peak RSS of the call measured in a fresh subprocess.
+
+Interleaved whole-call run (what the README's CPU table quotes): every provider's
+``adapt_and_upscale(steps=10)`` on Set5 ``baby`` round-robin in one process, with the load
+average next to each measurement, ratios within each round, and the PSNR of cpu vs reference:
+
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_cpu --out benchmarks/results/X.json [--rounds 3] [--threads 1]
 
 Environment: MZSR_BENCH_ROUNDS (default 3), MZSR_BENCH_WEIGHTS (a safetensors file; default
 ``model.init_params(0)`` since the package may ship no weights), MZSR_FAST_DATA (data dir).
@@ -66,6 +73,7 @@ def _providers():
     ok, _ = backends.available("cpu")["cpu"]
     if ok:
         out.append(("cpu", "backend", "cpu", "fp32", False))
+        out.append(("cpu_direct", "backend", "cpu", "fp32", False))
         if torch.ops.mzsr_fast.cpu_has_bf16():
             out.append(("cpu_bf16", "backend", "cpu", "bf16", False))
     return out
@@ -85,6 +93,23 @@ def _backend(name, prec, cl):
     return backends.get(name, "cpu", prec, **kw)
 
 
+class _winograd:
+    """Context: the cpu backend's Winograd switch for a provider ("cpu_direct": off), the
+    previous mode restored after."""
+
+    def __init__(self, provider):
+        self.mode = "off" if provider == "cpu_direct" else None
+
+    def __enter__(self):
+        if self.mode:
+            self.old = torch.ops.mzsr_fast.cpu_winograd("").split(":")[0]
+            torch.ops.mzsr_fast.cpu_winograd(self.mode)
+
+    def __exit__(self, *exc):
+        if self.mode:
+            torch.ops.mzsr_fast.cpu_winograd(self.old)
+
+
 def _step_flops(h, w):
     return 3 * model.flops_per_pixel() * h * w
 
@@ -98,7 +123,10 @@ def test_step(benchmark, sgemm, provider, kind, name, prec, cl, size):
     if kind == "backend":
         b = _backend(name, prec, cl)
         b.prepare(PARAMS, x.shape)
-        fn = lambda: b.step(x, tgt, 1e-3)  # noqa: E731
+
+        def fn():
+            with _winograd(provider):
+                return b.step(x, tgt, 1e-3)
     else:
         m = ModuleSGD(PARAMS, "cpu", channels_last=cl)
         m.reset()
@@ -124,8 +152,13 @@ def _to_nchw(a):
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255.0
 
 
-def _run_whole(provider, kind, name, prec, cl, lr, kernel):
-    """-> SR as uint8 HWC numpy."""
+def _run_whole(provider, kind, name, prec, cl, lr, kernel, params=None):
+    """-> SR as uint8 HWC numpy.  params: the weights (default PARAMS)."""
+    with _winograd(provider):
+        return _run_whole_(provider, kind, name, prec, cl, lr, kernel, PARAMS if params is None else params)
+
+
+def _run_whole_(provider, kind, name, prec, cl, lr, kernel, PARAMS):
     if kind == "backend":
         if cl:
             # adapt_and_upscale builds backends by name; the channels_last reference goes
@@ -205,3 +238,94 @@ def test_whole_baby(benchmark, sgemm, provider, kind, name, prec, cl):
                 weights=WEIGHTS or "init_params(0)", threads=torch.get_num_threads())
     info.update(peak_rss_mib(provider))
     benchmark.extra_info.update(info)
+
+
+# ---------------------------------------------------------------------------- interleaved run
+def interleaved(providers, rounds=3, params=None, psnr_ref=True):
+    """Whole adapt_and_upscale(steps=10) on Set5 baby for each provider, round-robin:
+    one untimed warm-up call each, then `rounds` rounds.  -> dict (JSON-able): per provider
+    the wall and process-CPU seconds and the 1-minute load average before each call, the
+    per-round ratios of every provider's wall time to cpu's, the Y-PSNR of each against
+    the HR image, and (psnr_ref) the reference backend's output and its PSNR vs cpu's."""
+    import time
+
+    from mzsr_fast.metrics import psnr_y
+
+    lr, hr, kernel = _baby()
+    table = {p[0]: p for p in PROVIDERS}
+    out = {"providers": list(providers), "rounds": rounds, "wall_s": {}, "process_cpu_s": {}, "load_avg_1m": {},
+           "psnr_y": {}}
+    srs = {}
+
+    def crop_psnr(a, b):
+        hh, ww = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+        return float(psnr_y(a[:hh, :ww], b[:hh, :ww]))
+
+    for name in providers:  # warm-up (arena, oneDNN primitives), also the PSNR outputs
+        srs[name] = _run_whole(*table[name], lr, kernel, params)
+        out["psnr_y"][name] = crop_psnr(srs[name], hr)
+        for k in ("wall_s", "process_cpu_s", "load_avg_1m"):
+            out[k][name] = []
+    for r in range(rounds):
+        for name in providers:
+            la = os.getloadavg()[0]
+            t0, c0 = time.perf_counter(), time.process_time()
+            _run_whole(*table[name], lr, kernel, params)
+            out["wall_s"][name].append(round(time.perf_counter() - t0, 3))
+            out["process_cpu_s"][name].append(round(time.process_time() - c0, 3))
+            out["load_avg_1m"][name].append(round(la, 2))
+            print(f"round {r} {name}: {out['wall_s'][name][-1]:.2f} s (load {la:.2f})", flush=True)
+    base = "cpu" if "cpu" in providers else providers[0]
+    out["ratio_to_cpu_per_round"] = {
+        n: [round(a / b, 3) for a, b in zip(out["wall_s"][n], out["wall_s"][base])] for n in providers}
+    out["ratio_of_best"] = {n: round(min(out["wall_s"][n]) / min(out["wall_s"][base]), 3) for n in providers}
+    if psnr_ref:
+        ref = _run_whole("reference", "backend", "reference", "fp32", False, lr, kernel, params)
+        out["psnr_y"]["reference"] = crop_psnr(ref, hr)
+        out["psnr_cpu_vs_reference_db"] = {n: (float("inf") if np.array_equal(srs[n], ref) else crop_psnr(srs[n], ref))
+                                           for n in providers if n.startswith("cpu")}
+        out["max_abs_diff_uint8_vs_reference"] = {
+            n: int(np.abs(srs[n].astype(int) - ref.astype(int)).max()) for n in providers if n.startswith("cpu")}
+    return out
+
+
+def main(argv=None):
+    import argparse
+
+    from mzsr_fast.benchutil import machine_info
+
+    ap = argparse.ArgumentParser(description="interleaved whole-call CPU benchmark (Set5 baby, steps=10)")
+    ap.add_argument("--out", required=True, help="JSON file to write")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads (default 1: less noise)")
+    ap.add_argument("--providers", default="cpu,cpu_direct,module_sgd,module_sgd_cl")
+    ap.add_argument("--weights", default=None, help="safetensors (default: the shipped x2 direct weights)")
+    ap.add_argument("--peak-rss", default="", help="comma list of providers whose peak RSS of one call to measure "
+                    "(each in a fresh subprocess, weights init_params(0)), e.g. cpu,reference")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.weights:
+        params, wname = model.load_weights(a.weights, verify=False)[0], a.weights
+    else:
+        path = model.default_weights_path(2, "direct")
+        params, wname = model.load_weights(path)[0], os.path.relpath(str(path), ROOT)
+    provs = [p for p in a.providers.split(",") if p]
+    unknown = [p for p in provs if p not in IDS]
+    if unknown:
+        raise SystemExit(f"unknown or unavailable providers {unknown}; here: {IDS}")
+    res = {"what": "adapt_and_upscale(steps=10) on Set5 baby (official g^d_2.0 LR 256x256 -> 512x512), fp32, "
+                   "providers round-robin in one process (benchmarks/bench_cpu.py main)",
+           "machine": machine_info(), "threads": a.threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+           "weights": wname, "winograd_mode": torch.ops.mzsr_fast.cpu_winograd("") if "cpu" in IDS else None}
+    res.update(interleaved(provs, a.rounds, params))
+    if a.peak_rss:
+        res["peak_rss_mib"] = {p: peak_rss_mib(p) for p in a.peak_rss.split(",") if p}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(json.dumps({k: res[k] for k in ("wall_s", "ratio_of_best", "psnr_y")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
