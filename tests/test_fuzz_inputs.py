@@ -480,3 +480,40 @@ def test_kernel_odd_types(h, w):
 def test_not_an_image():
     for bad in (None, "image.png", [[0, 1], [1, 0]], 3, b"\x89PNG"):
         _expect_error(TypeError, "numpy array, PIL.Image or torch tensor", bad)
+
+
+# ----------------------------------------------------------------------------- weights dicts
+@pytest.mark.parametrize(
+    "mutate,err,match",
+    [
+        (lambda p: p.pop("layers.4.weight"), ValueError, "missing"),
+        (lambda p: p.update(extra=torch.zeros(1)), ValueError, "unexpected"),
+        (lambda p: p.update({"layers.0.weight": torch.zeros(64, 3, 5, 5)}), ValueError, "shape"),
+        (lambda p: p.update({"layers.7.bias": torch.zeros(4)}), ValueError, "shape"),
+        (lambda p: p.update({"layers.2.weight": p["layers.2.weight"].numpy()}), TypeError, "torch.Tensor"),
+        (lambda p: p.update({"layers.2.weight": p["layers.2.weight"].to(torch.int64)}), TypeError, "floating"),
+        (lambda p: p["layers.5.bias"].__setitem__(0, float("nan")), ValueError, "NaN or inf"),
+        (lambda p: p["layers.6.weight"].__setitem__((0, 0, 0, 0), float("inf")), ValueError, "NaN or inf"),
+    ],
+    ids=["missing", "extra", "w-shape", "b-shape", "numpy", "int", "nan", "inf"],
+)
+def test_check_params(mutate, err, match):
+    """model.check_params: every wrong params dict refused by name; the caller's dict and
+    tensors are left as they were."""
+    p = {k: v.clone() for k, v in P.items()}
+    mutate(p)
+    keys = list(p)
+    with pytest.raises(err, match=match):
+        model.check_params(p, "weights dict")
+    assert list(p) == keys
+    with pytest.raises(TypeError, match="dict"):
+        model.check_params([1, 2])
+
+
+def test_check_params_accepts_and_converts():
+    p = {k: v.double() for k, v in P.items()}
+    q = model.check_params(p)
+    assert list(q) == model.param_names() and all(v.dtype == torch.float32 for v in q.values())
+    assert all(v.dtype == torch.float64 for v in p.values())  # the caller's dict untouched
+    nb = model.check_params({k: v for k, v in P.items() if "bias" not in k})
+    assert list(nb) == model.param_names(bias=False)
