@@ -15,12 +15,19 @@ Measured 2026-11-26 on the 2-core AMD EPYC (Zen 4) dev VM, shared with other job
 * kernels, one core (thread CPU time): fp32 conv forward 110 GF/s, weight gradient
   107 GF/s, of a measured 117 GF/s zmm-FMA peak; bf16 forward 211, weight gradient
   198 GF/s of a 235 GF/s vdpbf16ps peak.  Whole step at 128^2: fp32 107, bf16 192 GF/s.
-* adapt_and_upscale(steps=10), Set5 baby 256^2 -> 512^2, 2 threads, providers
-  interleaved (min of 3): cpu fp32 16.7 s, nn.Module+SGD channels_last 19.9 s (1.19x),
-  reference channels_last 21.3 s (1.27x), nn.Module+SGD NCHW 28.3 s (1.69x), cpu bf16
-  10.0 s (1.99x vs channels_last).  One thread, process CPU time: 9.30 / 10.00 / 10.26 /
-  12.70 / 5.05 s.  Peak RSS above start: 188 MiB (cpu) vs 330 MiB (reference).
-* bf16 vs fp32 Y-PSNR on Set5 (g^d_2.0, MZSR(10)): max |diff| 0.0021 dB per image.
+* fp32 uses Winograd F(2x2,3x3) for the forward, input and weight gradients of the six
+  64 -> 64 layers (AVX-512 default; ``MZSR_FAST_CPU_WINOGRAD=0`` or
+  ``torch.ops.mzsr_fast.cpu_winograd("off")`` disables it): 1.8-1.9x the direct kernels
+  per conv at 128^2 / 256^2, fp32 error at the direct kernels' level.
+* adapt_and_upscale(steps=10), Set5 baby 256^2 -> 512^2, shipped weights, ONE thread,
+  providers interleaved, best of 3 (benchmarks/results/cpu_winograd_2026-11-26.json):
+  cpu fp32 5.60 s, Winograd off 9.65 s, nn.Module+SGD channels_last 10.75 s (1.92x),
+  NCHW 13.70 s (2.45x); per-round ratios 1.90-2.97x / 2.42-3.94x.  2 threads under load
+  5-8: cpu 10.1 s vs NCHW 31.2 s (3.10x).  Output within 1 uint8 level of the reference
+  (PSNR 36.9807 dB both).  Peak RSS above start: 180 MiB (cpu) vs 427 MiB (reference).
+* earlier run (direct kernels only, 2 threads, cpu_2026-11-26_interleaved.json): cpu fp32
+  16.7 s, cpu bf16 10.0 s (1.99x vs channels_last 19.9 s); bf16 vs fp32 Y-PSNR on Set5
+  (g^d_2.0, MZSR(10)): max |diff| 0.0021 dB per image.
 """
 from __future__ import annotations
 
@@ -61,7 +68,8 @@ def _precisions() -> tuple[str, ...]:
 class CpuBackend(Backend):
     """Compiled CPU kernels.
 
-    ``precision="fp32"`` matches the reference to float32 rounding.  ``"bf16"`` (CPUs with
+    ``precision="fp32"`` matches the reference to float32 rounding (also with the Winograd
+    path of the 64 -> 64 layers, on by default with AVX-512).  ``"bf16"`` (CPUs with
     AVX512_BF16 only): the forward, input-gradient and weight-gradient convs of layers
     1..7 take bf16 operands (fp32 accumulation, ``vdpbf16ps``); the first layer, the loss,
     the master weights and the update stay fp32 (measured PSNR cost: see the module docstring).
