@@ -149,6 +149,8 @@ def _cmd_eval(a) -> int:
         raise ValueError(f"--steps must be a comma list of ints, got {a.steps!r}")
     if not steps_list or any(s < 0 for s in steps_list):
         raise ValueError(f"--steps must be a comma list of ints >= 0, got {a.steps!r}")
+    if a.json and not Path(a.json).parent.is_dir():  # fail before the evaluation, not after it
+        raise ValueError(f"--json: output folder {Path(a.json).parent} does not exist")
     print(f"eval {a.hr_dir} setting {a.setting} x{a.scale}, steps {steps_list} (PSNR/SSIM on Y, shave {a.scale})")
     res = evaluate(a.hr_dir, a.setting, steps_list, scale=a.scale, weights=a.weights, backend=a.backend,
                    device=a.device, precision=a.precision)

@@ -84,3 +84,10 @@ def test_console_script_bad_args():
     r = subprocess.run(["mzsr-fast", "eval", "--hr-dir", "/nonexistent", "--setting", "g^d_2.0"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "not a folder" in r.stderr
+
+
+def test_eval_json_folder_checked_first(tmp_path, capsys):
+    """A --json path in a missing folder fails at once (exit 2, one line), before any image."""
+    rc = cli.main(["eval", "--hr-dir", str(tmp_path), "--setting", "g^d_2.0", "--json", str(tmp_path / "no" / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--json" in err and len(err.strip().splitlines()) == 1
