@@ -86,10 +86,8 @@ def load_params(weights, scale: int, subsampling: str) -> tuple[dict[str, torch.
         path = _model.default_weights_path(scale, subsampling)
         return _load_cached(str(path))[0], str(path)
     if isinstance(weights, Mapping):
-        missing = set(_model.param_names(bias="layers.0.bias" in weights)) - set(weights)
-        if missing:
-            raise ValueError(f"weights dict is missing {sorted(missing)}")
-        return dict(weights), "<params dict>"
+        # keys, shapes, dtype, NaN/inf named (one device->host read); never modifies the dict
+        return _model.check_params(weights, "weights dict"), "<params dict>"
     if isinstance(weights, (str, Path)):
         path = str(Path(weights).resolve())
         return _load_cached(path)[0], path

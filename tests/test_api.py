@@ -118,3 +118,24 @@ def test_cuda_requested_without_cuda():
 def test_public_names():
     for name in ("adapt_and_upscale", "degrade", "gaussian_kernel", "zssr_upscale", "__version__"):
         assert hasattr(mzsr_fast, name)
+
+
+@pytest.mark.parametrize(
+    "mutate,err,match",
+    [
+        (lambda p: p.pop("layers.3.weight"), ValueError, "weights dict: unexpected tensors"),
+        (lambda p: p.update({"layers.1.weight": torch.zeros(64, 64, 5, 5)}), ValueError, "has shape"),
+        (lambda p: p.update({"layers.1.weight": p["layers.1.weight"].numpy()}), TypeError, "torch.Tensor"),
+        (lambda p: p["layers.0.bias"].__setitem__(0, float("nan")), ValueError, "NaN or inf"),
+    ],
+    ids=["missing", "shape", "numpy", "nan"],
+)
+def test_bad_weights_dict_is_named(mutate, err, match):
+    """A params dict passed as weights= is validated by name (was: RuntimeError /
+    AttributeError / silent garbage for shapes, numpy values, NaN)."""
+    from mzsr_fast import model
+
+    p = {k: v.clone() for k, v in model.init_params(0).items()}
+    mutate(p)
+    with pytest.raises(err, match=match):
+        mzsr_fast.adapt_and_upscale(torch.rand(3, 8, 8), steps=1, weights=p, backend="reference", device="cpu")
