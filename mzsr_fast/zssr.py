@@ -559,10 +559,8 @@ def _cmd_zssr(a) -> int:
     from . import metrics
 
     inp, out = Path(a.input), Path(a.output)
-    if out.exists() and inp.exists() and out.resolve() == inp.resolve():
-        raise ValueError(f"refusing to overwrite the input file {inp}")
-    if out.exists() and not a.force:
-        raise ValueError(f"output {out} exists (use --force to overwrite)")
+    # every output check before minutes of training (the same ones save_image repeats)
+    _io.check_output_path(out, force=a.force, protect=(inp, a.hr, a.kernel))
     over = {}
     if a.max_iters is not None:
         over["max_iters"] = a.max_iters

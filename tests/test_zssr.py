@@ -350,3 +350,20 @@ def test_cli(tmp_path, capsys):
         a.func(p.parse_args(args))
     with pytest.raises(ValueError, match="input"):
         a.func(p.parse_args(["zssr", str(tmp_path / "in.png"), str(tmp_path / "in.png"), "--force", "--quiet"]))
+
+
+def test_cli_checks_output_before_training(tmp_path, monkeypatch):
+    """A bad output path (missing folder, the --hr file) fails before any training."""
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((12, 10, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray((np.random.default_rng(1).random((24, 20, 3)) * 255).astype(np.uint8)).save(tmp_path / "gt.png")
+    called = []
+    monkeypatch.setattr(zssr, "zssr_upscale", lambda *a, **k: called.append(1))
+    p = argparse.ArgumentParser()
+    zssr.register(p.add_subparsers(dest="cmd"))
+    for out, match in ((tmp_path / "nope" / "o.png", "does not exist"), (tmp_path / "gt.png", "input")):
+        a = p.parse_args(["zssr", str(tmp_path / "in.png"), str(out), "--hr", str(tmp_path / "gt.png"), "--force", "--quiet"])
+        with pytest.raises(ValueError, match=match):
+            a.func(a)
+    assert not called
