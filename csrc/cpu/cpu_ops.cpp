@@ -255,6 +255,9 @@ static inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 // 256^2 42.5-43.2 ms vs 23.5-23.9 ms (1.81-1.83x); the GEMMs alone run at 114 GF/s
 // (of 117 peak), the two transforms take the rest (~0.6 ms at 128^2).  Weight gradient,
 // same core: 128^2 11.0-11.2 ms vs 6.0-6.1 ms (1.79-1.87x), 256^2 44.6 vs 25.3 ms (1.76x).
+// Whole adapt_and_upscale(steps=10) on Set5 baby (256^2 -> 512^2), one thread, interleaved
+// best of 3 (benchmarks/results/cpu_winograd_2026-11-26.json): Winograd off 9.65 s, on
+// 5.60 s; nn.Module + SGD NCHW 13.70 s (2.45x), channels_last 10.75 s (1.92x).
 // AVX2 is left on the direct kernels by default (not measured on an AVX2-only machine);
 // "on" runs the same algorithm with the AVX2 / plain C++ kernels (tested, not tuned).
 static std::atomic<int> g_wino{-1};
