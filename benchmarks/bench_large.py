@@ -3,7 +3,8 @@
 
     python -m benchmarks.bench_large --out benchmarks/results/large_DATE.json
         cases (default, the issue's): 2048x2048 LR at steps=1 and 4096x4096 LR at steps=0,
-        scale 2, backend cpu, max_memory 4 GiB, 2 threads
+        scale 2, backend cpu, max_memory 4 GiB, 2 threads; and 2048x2048 at steps=1 with
+        adapt_on="crops"
     python -m benchmarks.bench_large --calibrate --out benchmarks/results/large_calib_DATE.json
         bytes per pixel of forward / adapt / region_grads per CPU backend (two sizes, a
         line fit), and whole calls vs the planner's estimate
@@ -123,7 +124,7 @@ def _child_case(spec: dict) -> dict:
     img = synthetic_image(spec["size"])
     k = gaussian_kernel(13, 2.0)
     kw = dict(scale=spec["scale"], kernel=k, steps=spec["steps"], backend=spec["backend"], device="cpu",
-              max_memory=spec["max_memory"], return_info=True)
+              max_memory=spec["max_memory"], return_info=True, adapt_on=spec.get("adapt_on", "full"))
     # warm-up on a small image: loads the extension and libraries outside the measurement
     adapt_and_upscale(img[:24, :24], **{**kw, "max_memory": None})
     m = _measure(lambda: adapt_and_upscale(img, **kw))
@@ -268,14 +269,22 @@ def calibrate() -> dict:
     return out
 
 
-CASES = [{"size": 2048, "steps": 1}, {"size": 4096, "steps": 0}]
+#: the issue's two cases, and the first with adaptation on crops (default 16 crops of 128^2)
+CASES = [{"size": 2048, "steps": 1}, {"size": 4096, "steps": 0}, {"size": 2048, "steps": 1, "adapt_on": "crops"}]
 
 
 def _cases_from_env() -> list[dict]:
+    """MZSR_BENCH_LARGE="SIZE:STEPS[:crops],...", default :data:`CASES`."""
     v = os.environ.get("MZSR_BENCH_LARGE")
     if not v:
         return CASES
-    return [{"size": int(a), "steps": int(b)} for a, b in (s.split(":") for s in v.split(",") if s.strip())]
+    out = []
+    for item in (s.split(":") for s in v.split(",") if s.strip()):
+        c = {"size": int(item[0]), "steps": int(item[1])}
+        if len(item) > 2:
+            c["adapt_on"] = item[2]
+        out.append(c)
+    return out
 
 
 def run_cases(cases, max_memory: str = "4GiB", backend: str = "cpu") -> dict:
