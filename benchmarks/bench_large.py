@@ -244,9 +244,11 @@ def run_child(what: str, spec: dict, timeout: float = 3600) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def calibrate() -> dict:
-    out = {"ops": [], "fits": {}, "calls": []}
-    for backend in ("reference", "cpu"):
+def calibrate(ops: bool = True) -> dict:
+    """ops: the per-op bytes per pixel (line fit at 384^2 and 768^2); always: whole calls
+    under small budgets, measured peak vs the planner's estimate."""
+    out = {"date": time.strftime("%Y-%m-%d"), "threads": THREADS, "ops": [], "fits": {}, "calls": []}
+    for backend in ("reference", "cpu") if ops else ():
         for kind in ("forward", "adapt", "region_grads"):
             rows = []
             for size in (384, 768):
@@ -264,8 +266,12 @@ def calibrate() -> dict:
                  {"backend": "cpu", "size": 1536, "steps": 0, "max_memory": "1GiB"},
                  {"backend": "reference", "size": 768, "steps": 1, "max_memory": "1GiB"}):
         r = run_child("plan", spec)
-        print(json.dumps({k: r.get(k) for k in ("spec", "peak_above_start", "estimate", "wall_s", "error")}), flush=True)
+        print(json.dumps({k: r.get(k) for k in ("spec", "peak_above_start", "estimate", "wall_s", "error")}),
+              flush=True)
         out["calls"].append(r)
+    from mzsr_fast.benchutil import machine_info
+
+    out["machine"] = machine_info()
     return out
 
 
@@ -305,6 +311,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="write the results JSON here")
     ap.add_argument("--calibrate", action="store_true", help="measure the memory model instead of the cases")
+    ap.add_argument("--calls-only", action="store_true", help="with --calibrate: only the whole calls")
     ap.add_argument("--crops-psnr", action="store_true", help="measure the PSNR cost of adapt_on='crops'")
     ap.add_argument("--max-memory", default="4GiB")
     ap.add_argument("--backend", default="cpu")
@@ -316,7 +323,7 @@ def main(argv=None) -> int:
         print(json.dumps(r))
         return 0
     if a.calibrate:
-        res = calibrate()
+        res = calibrate(ops=not a.calls_only)
     elif a.crops_psnr:
         res = crops_psnr()
     else:

@@ -266,6 +266,8 @@ def adapt_and_upscale(
         t3 = time.perf_counter()
         sr = _tiling.upscale(be, x, scale, tile=plan.upscale_tile, lr_up=lr_up)  # clamped to [0, 1]
         del lr_up
+        if plan.tiled:  # a large image: the backend's kept scratch would sit under the conversion
+            be.release_workspace()
         sync(dev)
         t4 = time.perf_counter()
         times["degrade"] += t1 - t

@@ -25,15 +25,17 @@ The per-tile gradient is :meth:`mzsr_fast.backends.base.Backend.region_grads` (d
 the reference ops in float32, through :func:`region_grads_ops`; a backend may override it);
 the update is :meth:`~mzsr_fast.backends.base.Backend.apply_grads`.  Forward tiles use the
 backend's own ``upscale`` (its forward; one region shape per call, so a GPU backend
-allocates one buffer set and captures one graph).  The bicubic upsampling ``lr_up`` of the upscale input is made
-per tile too (``imresize`` of an LR crop with a 4-pixel margin, exact for the same reason:
-the cubic kernel reaches 2 LR pixels), so the full-size ``lr_up`` never exists.
+allocates one buffer set and captures one graph).  The bicubic upsampling ``lr_up`` of
+the upscale input is made per tile too (``imresize`` of an LR crop with a 4-pixel margin,
+exact for the same reason: the cubic kernel reaches 2 LR pixels), so the full-size
+``lr_up`` never exists.
 
 Memory model
 ------------
-``estimate`` below gives the bytes of one phase as
+:func:`plan` estimates the bytes of each phase (adaptation, upscaling, conversion back to
+the caller's kind) as
 
-    fixed image buffers  +  bytes_per_pixel(backend, kind) * region pixels  +  constant
+    image buffers  +  bytes_per_pixel(backend, kind) * pixels worked on at once  +  constant
 
 with ``Backend.memory_per_pixel(kind)`` (kinds ``forward``, ``adapt``, ``region_grads``;
 measured, see ``benchmarks/bench_large.py --calibrate``) and the image buffers of
@@ -398,6 +400,11 @@ class Plan:
     upscale_tiles: int
     upscale_bytes: int
     convert_bytes: int
+
+    @property
+    def tiled(self) -> bool:
+        """Any phase on tiles or crops (a large image)."""
+        return self.upscale_tile is not None or self.adapt_mode in ("tiled", "crops")
 
     def as_info(self) -> dict:
         return dataclasses.asdict(self)

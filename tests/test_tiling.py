@@ -397,3 +397,30 @@ def test_plan_crops_batch():
     assert q.adapt_batch == 3 and q.adapt_bytes <= q.budget
     with pytest.raises(ValueError, match="adaptation on crops needs at least"):
         tiling.plan(be, 300, 300, 2, 1, int(fixed + 0.5 * per), adapt_on="crops", crop_size=64, n_crops=16)
+
+
+def test_cpu_release_workspace_frees_the_arena():
+    if "cpu" not in CPU_BACKENDS:
+        pytest.skip("cpu backend not built")
+    ops = torch.ops.mzsr_fast
+    b = _be("cpu")
+    x, _ = _pair(40, 40, seed=12)
+    b.forward(x)
+    n0 = int(ops.cpu_arena_allocs())
+    b.forward(x)
+    assert int(ops.cpu_arena_allocs()) == n0  # kept between calls
+    b.release_workspace()
+    b.forward(x)
+    assert int(ops.cpu_arena_allocs()) == n0 + 1  # freed, so allocated again
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_api_releases_workspace_only_when_tiled(name, monkeypatch):
+    calls = []
+    cls = type(backends.get(name, "cpu"))
+    monkeypatch.setattr(cls, "release_workspace", lambda self: calls.append(1))
+    img = _img("rgb_u8")
+    adapt_and_upscale(img, kernel=K, steps=1, weights=P, backend=name)
+    assert calls == []
+    adapt_and_upscale(img, kernel=K, steps=1, weights=P, backend=name, max_memory=_forcing_budget(name, 40, 34))
+    assert calls == [1]

@@ -151,6 +151,11 @@ class Backend(abc.ABC):
             new = {k: v - float(lr) * grads[k].to(v.device, v.dtype) for k, v in p.items()}
         self.prepare(new, (1, 3, 2 * 8 + 1, 2 * 8 + 1))
 
+    def release_workspace(self) -> None:
+        """Free scratch memory a backend keeps between calls for speed (called by the API
+        after a tiled, i.e. large, image so that the conversion of the output does not
+        run on top of it).  Default: nothing to free."""
+
     def _input(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
         """An interface tensor checked (``(N, 3, H, W)``, non-empty) -> float32 on the device."""
         if x.dim() != 4 or x.shape[1] != 3:
