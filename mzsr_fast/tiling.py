@@ -387,7 +387,10 @@ IMAGE_BYTES = {"lr": 24, "son_up": 12, "lr_up": 12, "hr_out": 12, "hr_convert": 
 
 @dataclasses.dataclass
 class Plan:
-    """The tiling of one image.  ``*_tile``: None (whole image) or ``(th, tw)``."""
+    """The tiling of one image.  ``*_tile``: None (whole image) or ``(th, tw)``, the
+    largest interior the budget allows; :func:`tiles` then evens the spans out (2048 px
+    with a 1195 px tile: 2 tiles of 1024).  ``*_bytes``: the estimate of the phase at that
+    tile size (an upper bound of the evened tiles)."""
 
     budget: int
     budget_source: str

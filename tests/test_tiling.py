@@ -341,7 +341,12 @@ def test_gpu_tiled_equals_untiled(name, precision):
     whole, tiled = _be(name, "cuda", precision), _be(name, "cuda", precision)
     whole.adapt(x, t, SCHED)
     tiling.adapt(tiled, x, t, SCHED, tile=(16, 20))
-    assert _maxdiff(whole.params(), tiled.params()) < tol * 10
+    # the tiled update vs the whole-image update, relative to the update's size (tiles use
+    # the reference ops: another summation order, and TF32 rounding in tf32)
+    p0 = {k: v.cuda() for k, v in P.items()}
+    moved = _maxdiff(whole.params(), p0)
+    assert moved > 1e-4
+    assert _maxdiff(whole.params(), tiled.params()) < (1e-3 if precision == "fp32" else 5e-2) * moved
     torch.testing.assert_close(tiling.tiled_forward(tiled, x, 12), tiled.forward(x), atol=tol, rtol=0)
     lr = x[..., :20, :17].contiguous()
     torch.testing.assert_close(tiling.upscale(tiled, lr, 2, tile=14), tiling.upscale(tiled, lr, 2), atol=tol, rtol=0)
