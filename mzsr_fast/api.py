@@ -39,8 +39,14 @@ def default_lr_schedule(steps: int) -> list[float]:
     return [2e-2 if i == 0 else 1e-2 if i <= 3 else 5e-3 for i in range(steps)]
 
 
-def _schedule(lr_schedule, steps: int) -> list[float]:
-    if lr_schedule is None:
+def _schedule(lr_schedule, steps: int, recommended: Sequence[float] | None = None) -> list[float]:
+    """The per-step learning rates of a call.  ``None`` -> the weights file's recommended
+    schedule (metadata ``lr_schedule``, its last value repeated) if it has one, else
+    :func:`default_lr_schedule`."""
+    if lr_schedule is None and recommended:
+        rec = [float(v) for v in recommended]
+        sched = (rec + [rec[-1]] * max(0, steps - len(rec)))[:steps]
+    elif lr_schedule is None:
         sched = default_lr_schedule(steps)
     elif callable(lr_schedule):
         sched = [float(lr_schedule(i)) for i in range(steps)]
@@ -92,6 +98,14 @@ def load_params(weights, scale: int, subsampling: str) -> tuple[dict[str, torch.
         path = str(Path(weights).resolve())
         return _load_cached(path)[0], path
     raise TypeError(f"weights must be None, a path or a dict of tensors, got {type(weights).__name__}")
+
+
+def _recommended_schedule(wdesc: str) -> list[float] | None:
+    """The adaptation schedule recorded in a weights file (None for a params dict or a
+    file without one); see :func:`mzsr_fast.model.schedule_from_metadata`."""
+    if wdesc == "<params dict>":
+        return None
+    return _model.schedule_from_metadata(_load_cached(wdesc)[1], f"weights file {wdesc}")
 
 
 _tls = threading.local()
@@ -182,7 +196,8 @@ def adapt_and_upscale(
             or a params dict (see :mod:`mzsr_fast.model`).  Never modified.
         backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"`` or ``"cuda"``.
         device: ``None`` (cuda if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        lr_schedule: ``None`` (:func:`default_lr_schedule`), a float, a sequence of at
+        lr_schedule: ``None`` (the weights file's recommended schedule, metadata
+            ``lr_schedule``, where it has one, else :func:`default_lr_schedule`), a float, a sequence of at
             least ``steps`` floats, or ``callable(step) -> lr``.
         precision: ``"fp32"`` (default), ``"tf32"`` or ``"bf16"`` where the backend has them.
         max_memory: memory budget of the call (bytes, or a string like ``"4GiB"``,
@@ -221,7 +236,8 @@ def adapt_and_upscale(
         raise ValueError(f"crop_seed must be an int, got {crop_seed!r}")
     dev = resolve_device(device)
     budget, budget_source = _budget(max_memory, dev)
-    sched = _schedule(lr_schedule, steps)
+    if lr_schedule is not None:
+        _schedule(lr_schedule, steps)  # option errors before any file is read
     k = _io.load_kernel(kernel)
     sub_eff = subsampling if k is not None else "bicubic"
     xs, meta = _io.to_internal(image, dev)
@@ -231,6 +247,7 @@ def adapt_and_upscale(
     if k is not None and (k.shape[0] > h or k.shape[1] > w):
         raise ValueError(f"kernel of shape {k.shape} is larger than the {h}x{w} image")
     params, wdesc = load_params(weights, scale, sub_eff if weights is None else subsampling)
+    sched = _schedule(lr_schedule, steps, _recommended_schedule(wdesc))
     params = _params_on(params, wdesc, dev)
     be = _backend(backend, dev, precision)
     plan = _tiling.plan(be, h, w, scale, steps, budget, budget_source, adapt_on=adapt_on, crop_size=crop_size,

@@ -153,6 +153,29 @@ def save_weights(path, params: Mapping[str, torch.Tensor], metadata: Mapping[str
             tmp.unlink()
 
 
+#: metadata key of a weights file's recommended adaptation schedule: a JSON list of
+#: per-step learning rates; steps beyond its length use its last value
+LR_SCHEDULE_KEY = "lr_schedule"
+
+
+def schedule_from_metadata(meta: Mapping[str, str], what: str = "weights") -> list[float] | None:
+    """The recommended per-step learning rates recorded in a weights file's metadata
+    (``lr_schedule``: JSON list of finite floats >= 0), or None.  ``ValueError`` if malformed."""
+    raw = (meta or {}).get(LR_SCHEDULE_KEY)
+    if raw is None:
+        return None
+    try:
+        vals = json.loads(raw)
+        if not isinstance(vals, list) or not vals:
+            raise ValueError("not a non-empty list")
+        out = [float(v) for v in vals]
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what}: metadata {LR_SCHEDULE_KEY}={raw!r} is not a JSON list of numbers ({e})") from e
+    if not all(math.isfinite(v) and v >= 0 for v in out):
+        raise ValueError(f"{what}: metadata {LR_SCHEDULE_KEY} must hold finite numbers >= 0, got {out}")
+    return out
+
+
 def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load safetensors weights -> ``(params, metadata)``.
 

@@ -139,3 +139,36 @@ def test_bad_weights_dict_is_named(mutate, err, match):
     mutate(p)
     with pytest.raises(err, match=match):
         mzsr_fast.adapt_and_upscale(torch.rand(3, 8, 8), steps=1, weights=p, backend="reference", device="cpu")
+
+
+def test_weights_file_schedule_is_the_default(tmp_path):
+    """A weights file's metadata ``lr_schedule`` is the schedule of ``lr_schedule=None``
+    (last value repeated); an explicit schedule overrides it; malformed metadata is named."""
+    from mzsr_fast import model
+
+    p = model.init_params(0)
+    f = tmp_path / "w.safetensors"
+    model.save_weights(f, p, {"lr_schedule": [0.03, 0.001]})
+    img = torch.rand(3, 10, 12, generator=torch.Generator().manual_seed(0))
+    kw = dict(steps=4, backend="reference", device="cpu", return_info=True)
+    out, info = adapt_and_upscale(img, weights=str(f), **kw)
+    assert info["lr_schedule"] == [0.03, 0.001, 0.001, 0.001]
+    ref, _ = adapt_and_upscale(img, weights=p, lr_schedule=[0.03, 0.001, 0.001, 0.001], **kw)
+    assert torch.equal(out, ref)
+    _, info = adapt_and_upscale(img, weights=str(f), lr_schedule=0.01, **kw)
+    assert info["lr_schedule"] == [0.01] * 4
+    _, info = adapt_and_upscale(img, weights=p, **kw)  # a dict has no metadata: the default
+    assert info["lr_schedule"] == default_lr_schedule(4)
+    bad = tmp_path / "bad.safetensors"
+    model.save_weights(bad, p, {"lr_schedule": "[0.01, -1]"})
+    with pytest.raises(ValueError, match="lr_schedule"):
+        adapt_and_upscale(img, weights=str(bad), **kw)
+
+
+def test_shipped_bicubic_file_records_its_schedule():
+    from mzsr_fast import model
+
+    _, meta = model.load_weights(model.default_weights_path(2, "bicubic"))
+    assert model.schedule_from_metadata(meta) == [0.01] * 5 + [0.005]
+    _, meta = model.load_weights(model.default_weights_path(2, "direct"))
+    assert model.schedule_from_metadata(meta) is None  # x2 direct keeps the default (README)

@@ -49,11 +49,15 @@ def ship(src, name: str, *, evaluate: bool = True, note: str = "", val_data=DEFA
         sub_eval = sub
     setting = "b13" if sub_eval == "bicubic" else "g20"
     res = dict(measured or {})
+    rec = model.schedule_from_metadata({k: json.dumps(v) if not isinstance(v, str) else v for k, v in meta.items()},
+                                       f"weights {src}")
     if evaluate and not res:
         from .validate import load_valset, validate
 
         vs = load_valset(val_data, setting, scale)
-        res = validate(params, vs, (0, 1, 10), device="cpu")
+        # the schedule the API will use for this file (its metadata's, else the default)
+        sched = (lambda i: rec[min(i, len(rec) - 1)]) if rec else None  # noqa: E731
+        res = validate(params, vs, (0, 1, 10), device="cpu", lr_schedule=sched)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta.update({f"set5_{setting}_{k}": round(v, 3) for k, v in res.items() if k != "val_time"})
     meta["shipped"] = date
@@ -64,7 +68,7 @@ def ship(src, name: str, *, evaluate: bool = True, note: str = "", val_data=DEFA
     dst.chmod(0o644)  # package data: world-readable
     write_sums()
     sha = hashlib.sha256(dst.read_bytes()).hexdigest()
-    card = _card(name, meta, res, setting, scale, sha, date, measured_on)
+    card = _card(name, meta, res, setting, scale, sha, date, measured_on, rec)
     (WEIGHTS_DIR / f"{name}.md").write_text(card)
     return {"path": str(dst), "sha256": sha, "eval": res, "meta": meta}
 
@@ -83,7 +87,13 @@ def _f(res, k):
     return f"{res[k]:.2f}" if k in res else "-"
 
 
-def _card(name, meta, res, setting, scale, sha, date, measured_on="this machine's CPU") -> str:
+def _sched_text(rec) -> str:
+    if not rec:
+        return "default adaptation lr schedule (2e-2, 1e-2 x3, then 5e-3)"
+    return f"the file's recommended adaptation lr schedule (metadata lr_schedule {rec}, last value repeated)"
+
+
+def _card(name, meta, res, setting, scale, sha, date, measured_on="this machine's CPU", rec=None) -> str:
     keys = ["stage", "scale", "subsampling", "arch", "steps", "train_time_s", "patch", "batch", "meta_batch",
             "inner_steps", "alpha", "beta", "first_order", "first_order_steps", "init", "data", "world", "machine"]
     rows = "\n".join(f"| {k} | {meta[k]} |" for k in keys if k in meta)
@@ -91,7 +101,7 @@ def _card(name, meta, res, setting, scale, sha, date, measured_on="this machine'
     rows += "\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(other.items()))
     if res:
         val = (f"Set5 x{scale}, {_LABEL.get(setting, setting)}, Y-PSNR (dB, shave {scale}), reference backend, "
-               f"default adaptation lr schedule (2e-2, 1e-2 x3, then 5e-3), measured on {measured_on} "
+               f"{_sched_text(rec)}, measured on {measured_on} "
                f"(recorded {date}):\n\n"
                f"| bicubic | no adaptation | MZSR(1) | MZSR(10) |\n|---|---|---|---|\n"
                f"| {_f(res, 'bicubic')} | {_f(res, 'psnr_0')} | {_f(res, 'psnr_1')} | {_f(res, 'psnr_10')} |\n")
