@@ -2,7 +2,7 @@
 
     mzsr-fast upscale IN OUT [--kernel F] [--scale 2] [--steps 10] [--subsampling direct]
                              [--backend auto] [--device D] [--precision fp32] [--weights W]
-                             [--hr GT] [--force]
+                             [--hr GT] [--force] [--max-memory 4GiB] [--adapt-on full|crops]
     mzsr-fast eval --hr-dir D --setting g^d_2.0 [--steps 1,10] [--json OUT]
     mzsr-fast info
     mzsr-fast zssr ...            (vanilla ZSSR baseline)
@@ -63,6 +63,8 @@ def _cmd_upscale(a) -> int:
         backend=a.backend,
         device=a.device,
         precision=a.precision,
+        max_memory=a.max_memory,
+        adapt_on=a.adapt_on,
         return_info=True,
     )
     dt = time.perf_counter() - t0
@@ -227,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--subsampling", default="direct", choices=["direct", "bicubic"])
     u.add_argument("--hr", default=None, help="ground truth: print PSNR/SSIM against it")
     u.add_argument("--force", action="store_true", help="overwrite an existing output")
+    u.add_argument("--max-memory", default=None,
+                   help="memory budget, e.g. 4GiB or 2e9 (default: half of the free RAM / GPU memory); "
+                        "larger images are processed in exact tiles")
+    u.add_argument("--adapt-on", default="full", choices=["full", "crops"],
+                   help="adapt on the whole image (default) or on random crops (large images; see README)")
     _common_model_args(u)
     u.set_defaults(func=_cmd_upscale)
 

@@ -91,3 +91,25 @@ def test_eval_json_folder_checked_first(tmp_path, capsys):
     rc = cli.main(["eval", "--hr-dir", str(tmp_path), "--setting", "g^d_2.0", "--json", str(tmp_path / "no" / "r.json")])
     err = capsys.readouterr().err
     assert rc == 2 and "--json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_upscale_max_memory_and_crops(lr_png, weights, capsys):
+    """--max-memory reaches the API (a budget that fits: the same file; a budget too small or
+    unparsable: a one-line error, exit 2); --adapt-on crops runs.  Tiling itself is tested
+    in tests/test_tiling.py."""
+    base = ["--kernel", str(lr_png / "k.npy"), "--steps", "2", "--weights", weights, "--backend", "reference",
+            "--device", "cpu"]
+    inp = str(lr_png / "lr.png")
+    assert cli.main(["upscale", inp, str(lr_png / "a.png")] + base) == 0
+    assert cli.main(["upscale", inp, str(lr_png / "b.png"), "--max-memory", "1GiB"] + base) == 0
+    a = np.asarray(Image.open(lr_png / "a.png")).astype(int)
+    b = np.asarray(Image.open(lr_png / "b.png")).astype(int)
+    assert np.array_equal(a, b)
+    assert cli.main(["upscale", inp, str(lr_png / "c.png"), "--adapt-on", "crops"] + base) == 0
+    capsys.readouterr()
+    assert cli.main(["upscale", inp, str(lr_png / "d.png"), "--max-memory", "lots"] + base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "max_memory" in err[0], err
+    assert cli.main(["upscale", inp, str(lr_png / "e.png"), "--max-memory", "300KiB"] + base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "too small" in err[0], err
