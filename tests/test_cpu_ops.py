@@ -156,21 +156,27 @@ NET_SHAPES = [(1, 1, 1), (1, 5, 7), (2, 9, 13), (1, 3, 31)]
 @pytest.mark.parametrize("nhw", NET_SHAPES, ids=_ids)
 @pytest.mark.parametrize("dtype,atol,rtol", DT)
 def test_net_forward_and_grads(isa, nhw, dtype, atol, rtol):
+    _check_net(nhw, 3, atol, rtol, f"{isa} {nhw}")
+
+
+def _check_net(nhw, seed, atol, rtol, tag):
+    """ops.net_forward / net_grads against the reference: output, loss, every gradient
+    (relative to its max, atol x 10)."""
     n, h, w = nhw
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, h, w, 3, generator=g)
     t = torch.rand(n, h, w, 3, generator=g)
-    pl = _net(3)
+    pl = _net(seed)
     ops = torch.ops.mzsr_fast
     acts = R.net_forward(pl, x)
-    _check(ops.net_forward(pl, x), acts[-1], atol, rtol, f"net_forward {isa} {nhw}")
+    _check(ops.net_forward(pl, x), acts[-1], atol, rtol, f"net_forward {tag}")
     loss, grads = ops.net_grads(pl, x, t)
     lr_, gout = R.l1_loss_grad(acts[-1], t)
     gref = R.net_backward(pl, acts, gout)
-    _check(loss, lr_, atol, rtol, f"loss {isa} {nhw}")
+    _check(loss, lr_, atol, rtol, f"loss {tag}")
     for name, a, b in zip(model.param_names(), grads, gref):
         scale = float(b.abs().max()) + 1e-12
-        _check(a / scale, b / scale, atol * 10, rtol, f"grad {name} {isa} {nhw} (relative to max {scale:.3g})")
+        _check(a / scale, b / scale, atol * 10, rtol, f"grad {name} {tag} (relative to max {scale:.3g})")
 
 
 @pytest.mark.parametrize("nhw", [(1, 6, 5), (2, 11, 19)], ids=_ids)
@@ -327,21 +333,7 @@ def wino(request):
 
 @pytest.mark.parametrize("nhw", [(1, 1, 1), (1, 5, 7), (2, 9, 13), (1, 3, 62)], ids=_ids)
 def test_winograd_net_forward_and_grads(isa, wino, nhw):
-    n, h, w = nhw
-    g = torch.Generator().manual_seed(8)
-    x = torch.rand(n, h, w, 3, generator=g)
-    t = torch.rand(n, h, w, 3, generator=g)
-    pl = _net(8)
-    ops = torch.ops.mzsr_fast
-    acts = R.net_forward(pl, x)
-    _check(ops.net_forward(pl, x), acts[-1], 2e-5, 1e-4, f"net_forward winograd={wino} {isa} {nhw}")
-    loss, grads = ops.net_grads(pl, x, t)
-    lr_, gout = R.l1_loss_grad(acts[-1], t)
-    gref = R.net_backward(pl, acts, gout)
-    _check(loss, lr_, 2e-5, 1e-4, f"loss winograd={wino} {isa} {nhw}")
-    for name, a, b in zip(model.param_names(), grads, gref):
-        scale = float(b.abs().max()) + 1e-12
-        _check(a / scale, b / scale, 2e-4, 1e-4, f"grad {name} winograd={wino} {isa} {nhw} (relative to max {scale:.3g})")
+    _check_net(nhw, 8, 2e-5, 1e-4, f"winograd={wino} {isa} {nhw}")
 
 
 @pytest.mark.parametrize("nhw", [(1, 6, 5), (2, 11, 19)], ids=_ids)
