@@ -177,6 +177,7 @@ def adapt_and_upscale(
     crop_size: int = 128,
     n_crops: int = 16,
     crop_seed: int = 0,
+    lr_search: bool = False,
     return_info: bool = False,
 ):
     """Adapt the meta-learned network to ``image`` in ``steps`` SGD steps and upscale it.
@@ -210,6 +211,9 @@ def adapt_and_upscale(
             on ``n_crops`` random ``crop_size`` x ``crop_size`` LR crops (seeded by
             ``crop_seed``, deterministic); cheaper for large images at a small PSNR cost
             (README, "Large images and memory").
+        lr_search: choose the first step's learning rate between the schedule's and half of
+            it by the loss on the image's own training pair (son -> LR) after that step: no
+            ground truth, two extra trial steps (README, "Adaptation schedule").
         return_info: also return a dict with the time of each phase (s), the loss at each
             step, the backend used and why, and the tiling (``info["tiling"]``: budget,
             mode and tile size per phase, estimated bytes).
@@ -234,6 +238,8 @@ def adapt_and_upscale(
     _positive_int("n_crops", n_crops)
     if not isinstance(crop_seed, int) or isinstance(crop_seed, bool):
         raise ValueError(f"crop_seed must be an int, got {crop_seed!r}")
+    if not isinstance(lr_search, bool):
+        raise ValueError(f"lr_search must be True or False, got {lr_search!r}")
     dev = resolve_device(device)
     budget, budget_source = _budget(max_memory, dev)
     if lr_schedule is not None:
@@ -257,7 +263,7 @@ def adapt_and_upscale(
     sync = _sync if return_info else (lambda d: None)
     t_setup = time.perf_counter() - t0
 
-    outs, all_losses = [], []
+    outs, all_losses, searches = [], [], []
     times = {"setup": t_setup, "degrade": 0.0, "prepare": 0.0, "adapt": 0.0, "upscale": 0.0}
     for x in xs:
         t = time.perf_counter()
@@ -271,13 +277,25 @@ def adapt_and_upscale(
         be.prepare(params, tuple(x.shape))
         sync(dev)
         t2 = time.perf_counter()
-        if not steps:
-            losses = torch.zeros(0)
-        elif plan.adapt_mode == "crops":
-            losses = _tiling.adapt_on_crops(be, son_up, x, sched, crop_size=crop_size, n_crops=n_crops,
-                                            seed=crop_seed, batch=plan.adapt_batch)
-        else:  # the whole image (backend.adapt) or exact tiles
-            losses = _tiling.adapt(be, son_up, x, sched, tile=plan.adapt_tile)
+
+        def run_adapt(schedule):
+            if plan.adapt_mode == "crops":
+                return _tiling.adapt_on_crops(be, son_up, x, schedule, crop_size=crop_size, n_crops=n_crops,
+                                              seed=crop_seed, batch=plan.adapt_batch)
+            return _tiling.adapt(be, son_up, x, schedule, tile=plan.adapt_tile)  # whole image or exact tiles
+
+        img_sched = sched
+        if steps and lr_search:
+            # trial first steps from the same start; the loss of the step after (lr 0) is the
+            # training-pair loss each one reached
+            trials = []
+            for c in (sched[0], sched[0] / 2):
+                trials.append((float(run_adapt([c, 0.0])[1]), c))
+                be.prepare(params, tuple(x.shape))
+            img_sched = [min(trials)[1]] + sched[1:]
+            searches.append({"candidates": [c for _, c in trials], "losses": [v for v, _ in trials],
+                             "chosen": img_sched[0]})
+        losses = run_adapt(img_sched) if steps else torch.zeros(0)
         del son_up
         sync(dev)
         t3 = time.perf_counter()
@@ -308,6 +326,7 @@ def adapt_and_upscale(
         "weights": wdesc,
         "subsampling": sub_eff,
         "lr_schedule": sched,
+        "lr_search": (searches[0] if len(searches) == 1 else searches) if searches else None,
         "losses": all_losses[0] if len(all_losses) == 1 else all_losses,
         "times": times,
         "tiling": plan.as_info(),

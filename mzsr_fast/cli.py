@@ -31,6 +31,8 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument("--precision", default="fp32", help="fp32 | tf32 | bf16 (where the backend has it)")
     p.add_argument("--weights", default=None, help="safetensors weights (default: the shipped ones)")
+    p.add_argument("--lr-search", action="store_true",
+                   help="pick the first step's lr (schedule's or half) by the image's own training loss")
 
 
 def _cmd_upscale(a) -> int:
@@ -65,6 +67,7 @@ def _cmd_upscale(a) -> int:
         precision=a.precision,
         max_memory=a.max_memory,
         adapt_on=a.adapt_on,
+        lr_search=a.lr_search,
         return_info=True,
     )
     dt = time.perf_counter() - t0
@@ -100,7 +103,7 @@ def _list_images(d: Path) -> list[Path]:
 
 
 def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend="auto", device=None,
-             precision="fp32", progress=True) -> dict:
+             precision="fp32", progress=True, lr_search=False) -> dict:
     """Degrade each HR per the setting, adapt, and measure (see ``mzsr-fast eval``).
 
     Returns ``{"rows": [{image, bicubic: (psnr, ssim), mzsr{k}: (psnr, ssim, seconds)}], "mean": {...}}``.
@@ -123,7 +126,7 @@ def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend
         for k in steps_list:
             t = time.perf_counter()
             sr = adapt_and_upscale(lr, scale=scale, kernel=kernel, steps=k, subsampling=sub, weights=weights,
-                                   backend=backend, device=device, precision=precision)
+                                   backend=backend, device=device, precision=precision, lr_search=lr_search)
             dt = time.perf_counter() - t
             row[f"mzsr{k}"] = (metrics.psnr_y(sr, hr, scale), metrics.ssim_y(sr, hr, scale), dt)
         rows.append(row)
@@ -133,7 +136,8 @@ def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend
     for key in ["bicubic"] + [f"mzsr{k}" for k in steps_list]:
         vals = np.array([r[key] for r in rows], dtype=np.float64)
         mean[key] = tuple(vals.mean(axis=0).tolist())
-    return {"setting": setting, "scale": scale, "steps": list(steps_list), "rows": rows, "mean": mean}
+    return {"setting": setting, "scale": scale, "steps": list(steps_list), "lr_search": bool(lr_search), "rows": rows,
+            "mean": mean}
 
 
 def _fmt_row(row, steps_list) -> str:
@@ -155,7 +159,7 @@ def _cmd_eval(a) -> int:
         raise ValueError(f"--json: output folder {Path(a.json).parent} does not exist")
     print(f"eval {a.hr_dir} setting {a.setting} x{a.scale}, steps {steps_list} (PSNR/SSIM on Y, shave {a.scale})")
     res = evaluate(a.hr_dir, a.setting, steps_list, scale=a.scale, weights=a.weights, backend=a.backend,
-                   device=a.device, precision=a.precision)
+                   device=a.device, precision=a.precision, lr_search=a.lr_search)
     print("  " + "-" * 60)
     print("  " + _fmt_row(res["mean"], steps_list))
     if a.json:

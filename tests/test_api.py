@@ -172,3 +172,30 @@ def test_shipped_bicubic_file_records_its_schedule():
     assert model.schedule_from_metadata(meta) == [0.01] * 5 + [0.005]
     _, meta = model.load_weights(model.default_weights_path(2, "direct"))
     assert model.schedule_from_metadata(meta) is None  # x2 direct keeps the default (README)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_lr_search_picks_the_lower_training_loss(backend):
+    """lr_search=True: the first step's lr is the candidate (s0, s0/2) whose step leaves the
+    lower son->LR loss, and the result equals a plain call with that schedule."""
+    from mzsr_fast import backends
+
+    if not backends.available("cpu")[backend][0]:
+        pytest.skip(f"{backend} backend not built")
+    k = gaussian_kernel(7, 1.5)
+    img = torch.rand(3, 14, 12, generator=torch.Generator().manual_seed(5))
+    kw = dict(kernel=k, steps=3, backend=backend, device="cpu", weights=model.init_params(1))
+    out, info = adapt_and_upscale(img, lr_search=True, return_info=True, **kw)
+    s = info["lr_search"]
+    assert s["candidates"] == [2e-2, 1e-2] and s["chosen"] in s["candidates"]
+    trial = {c: adapt_and_upscale(img, lr_schedule=[c, 0.0], steps=2, return_info=True,
+                                  **{a: b for a, b in kw.items() if a != "steps"})[1]["losses"][1]
+             for c in s["candidates"]}
+    assert s["losses"] == [trial[c] for c in s["candidates"]]
+    assert s["chosen"] == min(trial, key=trial.get)
+    ref = adapt_and_upscale(img, lr_schedule=[s["chosen"]] + default_lr_schedule(3)[1:], **kw)
+    assert torch.equal(out, ref)
+    out0, info0 = adapt_and_upscale(img, lr_search=True, return_info=True, **{**kw, "steps": 0})
+    assert info0["lr_search"] is None
+    with pytest.raises(ValueError, match="lr_search"):
+        adapt_and_upscale(img, lr_search="yes", **kw)
