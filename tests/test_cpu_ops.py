@@ -181,18 +181,23 @@ def _check_net(nhw, seed, atol, rtol, tag):
 
 @pytest.mark.parametrize("nhw", [(1, 6, 5), (2, 11, 19)], ids=_ids)
 def test_adapt_step_k_steps(isa, nhw):
+    _check_k_steps(nhw, 4, f"{isa} {nhw}")
+
+
+def _check_k_steps(nhw, seed, tag):
+    """4 fused adapt_step calls (the default schedule's first lrs) against the reference:
+    each loss and every parameter after the 4 steps."""
     n, h, w = nhw
-    g = torch.Generator().manual_seed(4)
+    g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, h, w, 3, generator=g)
     t = (x + 0.05 * torch.randn(n, h, w, 3, generator=g)).clamp(0, 1)
-    pl, pr = _net(4), _net(4)
+    pl, pr = _net(seed), _net(seed)
     for k, lr in enumerate([2e-2, 1e-2, 1e-2, 5e-3]):
         lr = torch.tensor(lr)
-        l1 = torch.ops.mzsr_fast.adapt_step(pl, x, t, lr)
-        l2 = R.adapt_step(pr, x, t, lr)
-        _check(l1, l2, 1e-5, 1e-4, f"loss of step {k} ({isa})")
+        _check(torch.ops.mzsr_fast.adapt_step(pl, x, t, lr), R.adapt_step(pr, x, t, lr), 1e-5, 1e-4,
+               f"loss of step {k} ({tag})")
     for name, a, b in zip(model.param_names(), pl, pr):
-        _check(a, b, 2e-5, 1e-4, f"{name} after 4 steps ({isa} {nhw})")
+        _check(a, b, 2e-5, 1e-4, f"{name} after 4 steps ({tag})")
 
 
 def test_no_allocation_after_first_step():
@@ -338,17 +343,7 @@ def test_winograd_net_forward_and_grads(isa, wino, nhw):
 
 @pytest.mark.parametrize("nhw", [(1, 6, 5), (2, 11, 19)], ids=_ids)
 def test_winograd_adapt_step_k_steps(isa, wino, nhw):
-    n, h, w = nhw
-    g = torch.Generator().manual_seed(9)
-    x = torch.rand(n, h, w, 3, generator=g)
-    t = (x + 0.05 * torch.randn(n, h, w, 3, generator=g)).clamp(0, 1)
-    pl, pr = _net(9), _net(9)
-    for k, lr in enumerate([2e-2, 1e-2, 1e-2, 5e-3]):
-        lr = torch.tensor(lr)
-        _check(torch.ops.mzsr_fast.adapt_step(pl, x, t, lr), R.adapt_step(pr, x, t, lr), 1e-5, 1e-4,
-               f"loss of step {k} (winograd={wino} {isa})")
-    for name, a, b in zip(model.param_names(), pl, pr):
-        _check(a, b, 2e-5, 1e-4, f"{name} after 4 steps (winograd={wino} {isa} {nhw})")
+    _check_k_steps(nhw, 9, f"winograd={wino} {isa} {nhw}")
 
 
 def test_winograd_switch():
