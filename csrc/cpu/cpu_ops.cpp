@@ -490,6 +490,31 @@ static void run_wino(const Pad& in, int K_, const float* U, int N_, const float*
   }
 }
 
+// Deterministic parallel sum of per-item contributions: each thread zeroes its own partial
+// (partials + tid * psz, psz floats) and accumulates a *static* share of items 0..n-1 into it
+// (which items feed which partial must not depend on timing, else the float sums differ run
+// to run: measured up to 1.4e-6 with 2 threads), then out[i] = the partials summed in thread
+// order (out may be `partials` itself).  fn(item, tid, partial).
+template <class Fn>
+static void sum_partials(long n, long psz, float* partials, float* out, Fn fn) {
+  int nth = 1;
+#pragma omp parallel
+  {
+    const int tid = omp_get_thread_num();
+#pragma omp single
+    nth = omp_get_num_threads();
+    float* p = partials + tid * psz;
+    std::memset(p, 0, psz * sizeof(float));
+#pragma omp for schedule(static)
+    for (long i = 0; i < n; ++i) fn(i, tid, p);
+  }
+  for (long i = 0; i < psz; ++i) {
+    float s = partials[i];
+    for (int t = 1; t < nth; ++t) s += partials[t * psz + i];
+    out[i] = s;
+  }
+}
+
 // Winograd weight + bias gradient of one layer (K -> N channels): per-thread dU partials
 // [16][K][N] + bias [N] (partials: wino_wgrad_partials_size floats), reduced, then
 // gw = G^T dU G written in run_wgrad's layout gw_out [9*K + 1][N] (row 9*K = bias).
@@ -503,28 +528,14 @@ static void run_wino_wgrad(const Pad& in, int K_, const float* gy, long gy_is, l
   const int TH = (H + 1) / 2, TW = (W + 1) / 2, nch = (TW + WINO_MT - 1) / WINO_MT;
   const long vsz = 16 * wino_es(WINO_MT, K_), msz = 16 * wino_es(WINO_MT, N_);
   const long psz = 16L * K_ * N_ + N_;
-  int nth = 1;
-#pragma omp parallel
-  {
-    const int tid = omp_get_thread_num();
-#pragma omp single
-    nth = omp_get_num_threads();
+  sum_partials((long)N * TH * nch, psz, partials, partials, [&](long u, int tid, float* du) {
     float* vs = scratch + (long)tid * (vsz + msz);
     float* ms = vs + vsz;
-    float* du = partials + tid * psz;
-    std::memset(du, 0, psz * sizeof(float));
-    // static: which rows (tiles) feed which thread's partial sum must not depend on timing,
-    // else the float sums differ run to run (measured: up to 1.4e-6, 2 threads)
-#pragma omp for schedule(static)
-    for (long u = 0; u < (long)N * TH * nch; ++u) {
-      const int n = u / ((long)TH * nch), r = u % ((long)TH * nch), ty = r / nch, tx0 = (r % nch) * WINO_MT;
-      const int nt = std::min(WINO_MT, TW - tx0);
-      k.wino_wgrad(nt, tx0, ty, H, W, in.row(n, 0), in.ps, in.rs(), K_, gy + n * gy_is, gy_rs, gy_ps, N_, du,
-                   du + 16L * K_ * N_, vs, ms);
-    }
-  }
-  for (int t = 1; t < nth; ++t)
-    for (long i = 0; i < psz; ++i) partials[i] += partials[t * psz + i];
+    const int n = u / ((long)TH * nch), r = u % ((long)TH * nch), ty = r / nch, tx0 = (r % nch) * WINO_MT;
+    const int nt = std::min(WINO_MT, TW - tx0);
+    k.wino_wgrad(nt, tx0, ty, H, W, in.row(n, 0), in.ps, in.rs(), K_, gy + n * gy_is, gy_rs, gy_ps, N_, du,
+                 du + 16L * K_ * N_, vs, ms);
+  });
   // gw[a][b] = sum_ij G[i][a] G[j][b] dU[4i+j]: columns of G = (1 .5 .5 0), (0 .5 -.5 0), (0 .5 .5 1)
   float* tq = partials + (long)omp_get_max_threads() * psz;  // 12 rows of N_
   for (int kk = 0; kk < K_; ++kk) {
@@ -641,27 +652,10 @@ static void run_wgrad(const Pad& in, int Cin, const float* gy, long gy_is, long 
   const Kernels& k = K();
   const int N = in.N, H = in.H, W = in.W;
   const long gsz = (long)(9 * Cin + 1) * CoutP;
-  int nth = 1;
-#pragma omp parallel
-  {
-    const int tid = omp_get_thread_num();
-#pragma omp single
-    nth = omp_get_num_threads();
-    float* gw = partials + tid * gsz;
-    std::memset(gw, 0, gsz * sizeof(float));
-    // static: which rows (tiles) feed which thread's partial sum must not depend on timing,
-    // else the float sums differ run to run (measured: up to 1.4e-6, 2 threads)
-#pragma omp for schedule(static)
-    for (long r = 0; r < (long)N * H; ++r) {
-      const int n = r / H, y = r % H;
-      k.wgrad(W, in.row(n, y), in.ps, Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw);
-    }
-  }
-  for (long i = 0; i < gsz; ++i) {
-    float s = 0.f;
-    for (int t = 0; t < nth; ++t) s += partials[t * gsz + i];
-    gw_out[i] = s;
-  }
+  sum_partials((long)N * H, gsz, partials, gw_out, [&](long r, int, float* gw) {
+    const int n = r / H, y = r % H;
+    k.wgrad(W, in.row(n, y), in.ps, Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw);
+  });
 }
 // bf16 weight gradient (Cin % 16 == 0): as run_wgrad, pixel pairs per bf16 lane.
 // bscr: per-thread bf16 scratch of kb->wgrad_scr(W, Cin, CoutP) elements each.
@@ -671,28 +665,11 @@ static void run_wgrad_bf(const Pad& in, int Cin, const float* gy, long gy_is, lo
   const int N = in.N, H = in.H, W = in.W;
   const long gsz = (long)(9 * Cin + 1) * CoutP;
   const long bsz = kb->wgrad_scr(W, Cin, CoutP);
-  int nth = 1;
-#pragma omp parallel
-  {
-    const int tid = omp_get_thread_num();
-#pragma omp single
-    nth = omp_get_num_threads();
-    float* gw = partials + tid * gsz;
-    std::memset(gw, 0, gsz * sizeof(float));
-    // static: which rows (tiles) feed which thread's partial sum must not depend on timing,
-    // else the float sums differ run to run (measured: up to 1.4e-6, 2 threads)
-#pragma omp for schedule(static)
-    for (long r = 0; r < (long)N * H; ++r) {
-      const int n = r / H, y = r % H;
-      kb->wgrad(W, in.row(n, y), in.ps, in.rs(), Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw,
-                bscr + tid * bsz);
-    }
-  }
-  for (long i = 0; i < gsz; ++i) {
-    float s = 0.f;
-    for (int t = 0; t < nth; ++t) s += partials[t * gsz + i];
-    gw_out[i] = s;
-  }
+  sum_partials((long)N * H, gsz, partials, gw_out, [&](long r, int tid, float* gw) {
+    const int n = r / H, y = r % H;
+    kb->wgrad(W, in.row(n, y), in.ps, in.rs(), Cin, koff, gy + n * gy_is + y * gy_rs, gy_ps, CoutP, gw,
+              bscr + tid * bsz);
+  });
 }
 
 static size_t wgrad_scratch_size(int Cin, int CoutP) { return (size_t)omp_get_max_threads() * (9 * Cin + 1) * CoutP + 64; }
