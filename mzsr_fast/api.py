@@ -242,8 +242,6 @@ def adapt_and_upscale(
         raise ValueError(f"lr_search must be True or False, got {lr_search!r}")
     dev = resolve_device(device)
     budget, budget_source = _budget(max_memory, dev)
-    if lr_schedule is not None:
-        _schedule(lr_schedule, steps)  # option errors before any file is read
     k = _io.load_kernel(kernel)
     sub_eff = subsampling if k is not None else "bicubic"
     xs, meta = _io.to_internal(image, dev)
