@@ -15,16 +15,11 @@ import statistics
 import time
 
 import numpy as np
-import scipy.io
 import torch
-from PIL import Image
 
 from mzsr_fast import adapt_and_upscale, backends
-from mzsr_fast.benchutil import machine_info
+from mzsr_fast.benchutil import default_data_dir, machine_info, set5_g20
 from mzsr_fast.metrics import psnr_y, ssim_y
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -33,15 +28,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--weights", default=os.environ.get("MZSR_QUALITY_WEIGHTS") or None,
                     help="safetensors weights (default: the shipped x2 direct ones)")
-    ap.add_argument("--data", default=os.environ.get("MZSR_FAST_DATA", os.path.join(ROOT, "..", "shared", "data")))
+    ap.add_argument("--data", default=default_data_dir())
     a = ap.parse_args()
     dev = "cuda"
     torch.backends.cudnn.benchmark = True
-    k = scipy.io.loadmat(os.path.join(a.data, "set5_g20", "kernel.mat"))["kernel"]
-    names = sorted(os.listdir(os.path.join(a.data, "set5_g20")))
-    names = [n for n in names if n.endswith(".png")]
-    imgs = {n: (np.asarray(Image.open(os.path.join(a.data, "set5_g20", n)).convert("RGB")),
-                np.asarray(Image.open(os.path.join(a.data, "set5", n)).convert("RGB"))) for n in names}
+    k, imgs = set5_g20(a.data)
     configs = [("reference", "tf32"), ("reference", "fp32")]
     for name, (ok, why) in backends.available(dev).items():
         if name != "reference":

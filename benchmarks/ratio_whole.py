@@ -15,16 +15,10 @@ import os
 import statistics
 import time
 
-import numpy as np
-import scipy.io
 import torch
-from PIL import Image
 
 from mzsr_fast import adapt_and_upscale, backends
-from mzsr_fast.benchutil import machine_info
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+from mzsr_fast.benchutil import default_data_dir, machine_info, set5_g20
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -33,15 +27,15 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=15)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--image", default="baby.png")
-    ap.add_argument("--data", default=os.environ.get("MZSR_FAST_DATA", os.path.join(ROOT, "..", "shared", "data")))
+    ap.add_argument("--data", default=default_data_dir())
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("needs CUDA")
         return 2
     dev = "cuda"
     torch.backends.cudnn.benchmark = True
-    k = scipy.io.loadmat(os.path.join(a.data, "set5_g20", "kernel.mat"))["kernel"]
-    lr = np.asarray(Image.open(os.path.join(a.data, "set5_g20", a.image)).convert("RGB"))
+    k, imgs = set5_g20(a.data)
+    lr = imgs[a.image][0]
     x = torch.from_numpy(lr.copy()).permute(2, 0, 1).float().div(255).to(dev)
     providers = [("reference", "tf32", "1"), ("reference", "tf32", "0")]
     for name, (ok, why) in backends.available(dev).items():

@@ -65,3 +65,24 @@ def sgemm_gflops(n: int = 2048, device: str = "cpu", repeat: int = 5) -> float:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def default_data_dir() -> str:
+    """``$MZSR_FAST_DATA``, else ``../shared/data`` beside the repository."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.environ.get("MZSR_FAST_DATA", os.path.join(root, "..", "shared", "data"))
+
+
+def set5_g20(data_dir: str | None = None):
+    """The official Set5 g^d_2.0 LR images with their HR: ``(kernel (21, 21) float64,
+    {name: (lr (h, w, 3) uint8, hr (2h, 2w, 3) uint8)})`` from ``set5_g20/`` and ``set5/``."""
+    import numpy as np
+    import scipy.io
+    from PIL import Image
+
+    d = data_dir or default_data_dir()
+    k = scipy.io.loadmat(os.path.join(d, "set5_g20", "kernel.mat"))["kernel"]
+    names = sorted(n for n in os.listdir(os.path.join(d, "set5_g20")) if n.endswith(".png"))
+    imgs = {n: tuple(np.asarray(Image.open(os.path.join(d, sub, n)).convert("RGB")) for sub in ("set5_g20", "set5"))
+            for n in names}
+    return k, imgs
