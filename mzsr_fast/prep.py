@@ -19,6 +19,7 @@ import threading
 import numpy as np
 import torch
 
+from .backends.base import capture_graph
 from .degradation import degrade, imresize
 
 __all__ = ["make_inputs", "eager_inputs"]
@@ -77,18 +78,10 @@ def make_inputs(x: torch.Tensor, kernel: np.ndarray | None, scale: int, subsampl
 
 
 def _capture(x, kernel, scale, subsampling):
-    with torch.cuda.device(x.device):
-        x_static = x.clone()
-        # warm-up on a side stream: fills the device caches of resize weights/kernels and
-        # picks the cuDNN algorithms, so the capture makes no host-to-device copies
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            eager_inputs(x_static, kernel, scale, subsampling)
-        torch.cuda.current_stream().wait_stream(side)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: other threads may keep launching work while this one captures
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            outs = eager_inputs(x_static, kernel, scale, subsampling)
+    x_static = x.clone()
+    # the warm-up run fills the device caches of resize weights/kernels and picks the cuDNN
+    # algorithms, so the capture makes no host-to-device copies; thread_local: other threads
+    # may keep launching work while this one captures
+    graph, outs = capture_graph(x.device, lambda: eager_inputs(x_static, kernel, scale, subsampling),
+                                capture_error_mode="thread_local")
     return graph, x_static, outs

@@ -12,11 +12,30 @@ from typing import ClassVar, Mapping, Sequence
 
 import torch
 
-__all__ = ["Backend", "PRECISIONS"]
+__all__ = ["Backend", "PRECISIONS", "capture_graph"]
 
 #: fp32: exact float32 arithmetic; tf32: float32 storage, TF32 tensor-core products;
 #: bf16: bf16 operands, fp32 accumulation and fp32 master weights.
 PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def capture_graph(device, body, warm=None, *, capture_error_mode: str = "global"):
+    """``(graph, body's return value)``: one eager run of ``warm`` (default ``body``) on a side
+    stream first (module loading, autotuning, allocator and cuDNN warm-up must not happen
+    during capture), then ``body`` captured into a ``torch.cuda.CUDAGraph``.  Tensors
+    ``body`` returns live in the graph's pool and are rewritten by every replay."""
+    with torch.cuda.device(device):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            (warm or body)()
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode=capture_error_mode):
+            out = body()
+        torch.cuda.synchronize()
+    return graph, out
 
 
 class Backend(abc.ABC):

@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 import torch
 
 from .. import _ext, model, nvtx
-from .base import Backend
+from .base import Backend, capture_graph
 
 __all__ = ["CudaBackend"]
 
@@ -237,18 +237,7 @@ class CudaBackend(Backend):
     def _capture(self, body, warm=None) -> "torch.cuda.CUDAGraph":
         """Capture ``body`` after one eager run of ``warm`` (default ``body``) on a side
         stream (module loading and allocator warm-up must not happen during capture)."""
-        with torch.cuda.device(self.device):
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                (warm or body)()
-            torch.cuda.current_stream().wait_stream(side)
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                body()
-            torch.cuda.synchronize()
-        return graph
+        return capture_graph(self.device, body, warm)[0]
 
     def describe(self) -> str:
         mode = "graphs" if self.use_graphs else "eager"

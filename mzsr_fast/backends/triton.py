@@ -35,7 +35,7 @@ import torch
 
 from .. import model
 from .. import nvtx
-from .base import Backend
+from .base import Backend, capture_graph
 
 __all__ = ["TritonBackend", "warmup"]
 
@@ -431,18 +431,7 @@ class TritonBackend(Backend):
         return losses.clone()
 
     def _capture(self, body, warm) -> "torch.cuda.CUDAGraph":
-        with torch.cuda.device(self.device):
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                warm()
-            torch.cuda.current_stream().wait_stream(side)
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                body()
-            torch.cuda.synchronize()
-        return graph
+        return capture_graph(self.device, body, warm)[0]
 
     def warmup(self, shape: Sequence[int], steps: int = 0, upscale_shape: Sequence[int] | None = None) -> None:
         """Compile/autotune (and on CUDA capture) for adaptation inputs of ``shape`` and
