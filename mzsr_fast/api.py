@@ -28,7 +28,6 @@ from . import io as _io
 from . import model as _model
 from . import prep as _prep
 from . import tiling as _tiling
-from .degradation import degrade, imresize
 
 __all__ = ["adapt_and_upscale", "default_lr_schedule", "resolve_device", "load_params"]
 
@@ -155,6 +154,15 @@ def _budget(max_memory, device: torch.device) -> tuple[int, str]:
     return _tiling.parse_memory(max_memory), f"max_memory={max_memory!r}"
 
 
+def _adapt(be, plan, son_up, x, schedule, *, crop_size, n_crops, seed) -> torch.Tensor:
+    """The adaptation as the plan says: on a sample of crops, exact tiles or the whole image
+    (backend.adapt); the (k,) losses."""
+    if plan.adapt_mode == "crops":
+        return _tiling.adapt_on_crops(be, son_up, x, schedule, crop_size=crop_size, n_crops=n_crops, seed=seed,
+                                      batch=plan.adapt_batch)
+    return _tiling.adapt(be, son_up, x, schedule, tile=plan.adapt_tile)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -268,19 +276,14 @@ def adapt_and_upscale(
         if plan.upscale_tile is None:
             son_up, lr_up = _prep.make_inputs(x, k, scale, sub_eff)
         else:  # large image: lr_up is made per tile; the son only when adapting
-            son_up = imresize(degrade(x, k, scale, sub_eff), output_shape=(h, w)) if steps else None
+            son_up = _prep.son_up(x, k, scale, sub_eff) if steps else None
             lr_up = None
         sync(dev)
         t1 = time.perf_counter()
         be.prepare(params, tuple(x.shape))
         sync(dev)
         t2 = time.perf_counter()
-
-        def run_adapt(schedule):
-            if plan.adapt_mode == "crops":
-                return _tiling.adapt_on_crops(be, son_up, x, schedule, crop_size=crop_size, n_crops=n_crops,
-                                              seed=crop_seed, batch=plan.adapt_batch)
-            return _tiling.adapt(be, son_up, x, schedule, tile=plan.adapt_tile)  # whole image or exact tiles
+        crops = dict(crop_size=crop_size, n_crops=n_crops, seed=crop_seed)
 
         img_sched = sched
         if steps and lr_search:
@@ -288,12 +291,12 @@ def adapt_and_upscale(
             # training-pair loss each one reached
             trials = []
             for c in (sched[0], sched[0] / 2):
-                trials.append((float(run_adapt([c, 0.0])[1]), c))
+                trials.append((float(_adapt(be, plan, son_up, x, [c, 0.0], **crops)[1]), c))
                 be.prepare(params, tuple(x.shape))
             img_sched = [min(trials)[1]] + sched[1:]
             searches.append({"candidates": [c for _, c in trials], "losses": [v for v, _ in trials],
                              "chosen": img_sched[0]})
-        losses = run_adapt(img_sched) if steps else torch.zeros(0)
+        losses = _adapt(be, plan, son_up, x, img_sched, **crops) if steps else torch.zeros(0)
         del son_up
         sync(dev)
         t3 = time.perf_counter()

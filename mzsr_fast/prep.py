@@ -29,14 +29,16 @@ _MAX_GRAPHS = 8
 _tls = threading.local()
 
 
+def son_up(x: torch.Tensor, kernel: np.ndarray | None, scale: int, subsampling: str) -> torch.Tensor:
+    """The adaptation input: x degraded (``degrade``) and resized back to x's size, plain ops."""
+    return imresize(degrade(x, kernel, scale, subsampling), output_shape=tuple(x.shape[-2:]))
+
+
 def eager_inputs(x: torch.Tensor, kernel: np.ndarray | None, scale: int, subsampling: str):
     """x: (1, 3, H, W) float32 in [0, 1] -> (son_up (1, 3, H, W), lr_up (1, 3, sH, sW)),
     float32, plain ops."""
     h, w = x.shape[-2:]
-    son = degrade(x, kernel, scale, subsampling)
-    son_up = imresize(son, output_shape=(h, w))
-    lr_up = imresize(x, output_shape=(h * scale, w * scale))
-    return son_up, lr_up
+    return son_up(x, kernel, scale, subsampling), imresize(x, output_shape=(h * scale, w * scale))
 
 
 def _graphs_enabled() -> bool:
