@@ -76,7 +76,12 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--val-every", type=int, default=500, help="validate every N steps (0 = never) [%(default)s]")
     v.add_argument("--val-steps", default="1,10", help="adaptation steps to validate [%(default)s]")
     v.add_argument("--val-limit", type=int, default=None, help="use only the first N validation images")
-    v.add_argument("--best-metric", default="psnr_10", help="validation key that selects best.safetensors")
+    v.add_argument("--best-metric", default="psnr_10",
+                   help="validation key that selects best.safetensors; 'a+b' selects by the sum [%(default)s]")
+    v.add_argument("--val-backend", default="reference",
+                   help="adaptation backend of the validation (reference, cpu, triton, cuda) [%(default)s]")
+    v.add_argument("--keep-val-snapshots", action="store_true",
+                   help="also export OUT/val_step{N}.safetensors at every validation")
 
 
 def setup_torch(args) -> torch.device:

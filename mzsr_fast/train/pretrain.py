@@ -106,6 +106,10 @@ def run(args, *, images=None, sampler=None) -> dict:
 
         valset = load_valset(args.val_data, val_setting, args.scale, args.val_limit)
     val_steps = [int(s) for s in str(args.val_steps).split(",") if s.strip()]
+    if valset is not None:
+        from .validate import best_keys
+
+        best_keys(args.best_metric, val_steps)  # a bad --best-metric fails now, not at the first validation
 
     log = JsonlLogger(out / "log.jsonl", enabled=info.main)
     log.log(kind="event", event="start" if step == 0 else "resume", step=step, machine=machine_desc(dev),
@@ -164,14 +168,11 @@ def run(args, *, images=None, sampler=None) -> dict:
                 log.log(kind="train", step=step, loss=lv, lr=lr, it_s=its, time=timer.total())
                 bar.set_postfix(loss=f"{lv:.4f}", lr=f"{lr:.1e}")
             if valset is not None and step % args.val_every == 0:
-                res = validate_now(params, valset, val_steps, dev)
-                log.log(kind="val", step=step, time=timer.total(), setting=val_setting, **res)
-                bar.write(f"[pretrain] step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
-                key = args.best_metric if args.best_metric in res else f"psnr_{val_steps[-1]}"
-                if res[key] > best.get(key, -1e9):
-                    best = {**res, "step": step, "key": key}
-                    export_weights(out / "best.safetensors", params, steps=step, train_time_s=round(timer.total(), 1),
-                                   val_setting=val_setting, **{f"val_{k}": round(v, 3) for k, v in res.items()}, **meta)
+                from .validate import validation_round
+
+                best = validation_round(params, valset, val_steps, step=step, device=dev, args=args, out=out,
+                                        best=best, log=log, bar=bar, prefix="pretrain", train_time_s=timer.total(),
+                                        meta=meta)
             if args.plot_every > 0 and step % args.plot_every == 0:
                 try:
                     plot_log(out / "log.jsonl")
@@ -200,12 +201,6 @@ def run(args, *, images=None, sampler=None) -> dict:
             pass
     dist_mod.barrier(info)
     return {"step": step, "best": best, "params": {k: v.detach() for k, v in params.items()}, "info": info}
-
-
-def validate_now(params, valset, val_steps, dev) -> dict:
-    from .validate import validate
-
-    return validate({k: v.detach() for k, v in params.items()}, valset, val_steps, device=dev)
 
 
 def main(argv=None) -> int:

@@ -95,3 +95,42 @@ def validate(
         res[f"psnr_{n}"] = float(np.mean(vals))
     res["val_time"] = time.perf_counter() - t0
     return res
+
+
+def best_keys(metric: str, val_steps: Sequence[int]) -> list[str]:
+    """The validation keys whose sum selects ``best.safetensors``: ``metric`` is one key
+    (``psnr_10``) or a sum (``psnr_1+psnr_10``).  The default ``psnr_10`` falls back to the
+    last validated step count when 10 is not validated; any other missing key is an error."""
+    have = {f"psnr_{n}" for n in val_steps} | {"bicubic"}
+    parts = [p.strip() for p in str(metric).split("+") if p.strip()]
+    if parts and all(p in have for p in parts):
+        return parts
+    if metric == "psnr_10" and val_steps:
+        return [f"psnr_{val_steps[-1]}"]
+    raise SystemExit(f"--best-metric {metric!r}: validated keys are {sorted(have)} (join with '+' to sum)")
+
+
+def validation_round(params, valset: ValSet, val_steps: Sequence[int], *, step: int, device, args, out: Path,
+                     best: dict, log, bar, prefix: str, train_time_s: float, meta: dict) -> dict:
+    """One validation during training, shared by pretraining and meta-training: validate
+    with ``args.val_backend``, log a ``val`` record, print one line, export
+    ``best.safetensors`` when the ``--best-metric`` sum improves (and, with
+    ``--keep-val-snapshots``, ``val_step{step}.safetensors`` every time).  Returns the new
+    ``best`` record."""
+    from .common import export_weights
+
+    res = validate({k: v.detach() for k, v in params.items()}, valset, val_steps, device=device,
+                   backend=getattr(args, "val_backend", "reference"))
+    log.log(kind="val", step=step, time=train_time_s, setting=valset.setting, **res)
+    bar.write(f"[{prefix}] step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
+    keys = best_keys(args.best_metric, val_steps)
+    key = "+".join(keys)
+    score = sum(res[k] for k in keys)
+    wmeta = dict(steps=step, train_time_s=round(train_time_s, 1), val_setting=valset.setting,
+                 **{f"val_{k}": round(v, 3) for k, v in res.items()}, **meta)
+    if getattr(args, "keep_val_snapshots", False):
+        export_weights(out / f"val_step{step}.safetensors", params, **wmeta)
+    if score > best.get("score", best.get(key, -1e9)):
+        best = {**res, "step": step, "key": key, "score": score}
+        export_weights(out / "best.safetensors", params, **wmeta)
+    return best
