@@ -7,7 +7,8 @@ ops: fwd (conv + bias + ReLU), dgrad (input gradient; cuda: fused with the ReLU 
 wgrad (weight + bias gradient).  Layers (Cin, Cout): (64, 64) the six middle layers,
 (3, 64) the first, (64, 3) the last.  Providers: cudnn_tf32 / cudnn_fp32 (torch,
 channels_last, cudnn.benchmark on) and cuda_fp32 / cuda_tf32 / cuda_bf16 (our ops;
-tf32:1 / bf16:1 the tensor-core conv kernel's alternative warp layout).
+tf32:1 / bf16:1 the tensor-core conv kernel's alternative warp layout, fp32:2 / bf16:2
+kernel variant 2 of conv3x3_halo.cu).
 Env: MZSR_BENCH_OPS_SIZE (default 256), MZSR_BENCH_ROUNDS (default 20).  Each round
 times 10 back-to-back calls; ``extra_info`` holds the time per call (s) and TFLOP/s.  CUDA only (skipped elsewhere).
 """
@@ -23,9 +24,11 @@ SIZE = int(os.environ.get("MZSR_BENCH_OPS_SIZE", "256"))
 ROUNDS = int(os.environ.get("MZSR_BENCH_ROUNDS", "20"))
 REPS = 10
 LAYERS = [(64, 64), (3, 64), (64, 3)]
-#: cuda_<precision>[:1]: ":1" = the tensor-core conv kernel's second warp layout (4x2 warps
-#: of 32x32 instead of 2x2 of 64x32; wgrad has one kernel, so :1 repeats it)
-PROVIDERS = ["cudnn_tf32", "cudnn_fp32", "cuda_fp32", "cuda_tf32", "cuda_bf16", "cuda_tf32:1", "cuda_bf16:1"]
+#: cuda_<precision>[:1|:2]: ":1" = the tensor-core conv kernel's second warp layout (4x2 warps
+#: of 32x32 instead of 2x2 of 64x32); ":2" = conv3x3_halo.cu (bf16 halo tiles for 64->64,
+#: exact thin kernels for the 3-channel layers).  Neither changes wgrad (not re-run).
+PROVIDERS = ["cudnn_tf32", "cudnn_fp32", "cuda_fp32", "cuda_tf32", "cuda_bf16", "cuda_tf32:1", "cuda_bf16:1",
+             "cuda_fp32:2", "cuda_bf16:2"]
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only")
 
@@ -45,6 +48,10 @@ def test_conv3x3_op(benchmark, provider, layer, op):
     ci, co = layer
     if provider.endswith(":1") and (op == "wgrad" or ci == 3 or co == 3):
         pytest.skip("variant 1 only changes the tensor-core conv kernel (64-channel fwd/dgrad)")
+    if provider.endswith(":2") and op == "wgrad":
+        pytest.skip("variant 2 does not change the weight gradient")
+    if provider == "cuda_fp32:2" and ci == co:
+        pytest.skip("variant 2 in fp32 only changes the 3-channel layers")
     if op == "dgrad" and ci == 3:
         pytest.skip("the first layer has no input gradient")
     torch.backends.cudnn.benchmark = True

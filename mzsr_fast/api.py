@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -127,12 +128,14 @@ def _params_on(params: dict[str, torch.Tensor], key: str, device: torch.device) 
 
 
 def _backend(name: str, device: torch.device, precision: str):
-    """A backend instance per (thread, name, device, precision): instances keep buffers and
-    captured graphs across calls, and threads never share one."""
+    """A backend instance per (thread, name, device, precision, the backend's environment
+    switches): instances keep buffers and captured graphs across calls, and threads never
+    share one; changing a switch such as ``MZSR_FAST_CUDA_VARIANT`` gives a new instance."""
     cache = getattr(_tls, "backends", None)
     if cache is None:
         cache = _tls.backends = {}
-    key = (name, str(device), precision)
+    env = tuple(os.environ.get(v) for v in _backends.env_switches(name))
+    key = (name, str(device), precision, env)
     if key not in cache:
         cache[key] = _backends.get(name, device, precision)
     return cache[key]

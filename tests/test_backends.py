@@ -154,3 +154,23 @@ def test_registry_errors():
     for prec in ("fp32", "tf32", "bf16"):
         name, note = backends.resolve("auto", "cpu", prec)
         assert prec in backends._load(name).precisions, (prec, name, note)
+
+
+def test_backend_instances_keyed_by_env_switches(monkeypatch):
+    """The API keeps one backend instance per value of the backend's environment switches
+    (MZSR_FAST_CUDA_VARIANT for cuda): a changed switch gives a fresh instance, an
+    unchanged one the cached instance."""
+    from mzsr_fast import api
+    from mzsr_fast import backends as be
+    from mzsr_fast.backends.reference import ReferenceBackend
+
+    assert be.env_switches("cuda") == ("MZSR_FAST_CUDA_VARIANT",)
+    assert be.env_switches("reference") == () and be.env_switches("no-such-backend") == ()
+    monkeypatch.setattr(ReferenceBackend, "env_switches", ("MZSR_TEST_SWITCH",), raising=False)
+    monkeypatch.setattr(api._tls, "backends", {}, raising=False)
+    dev = torch.device("cpu")
+    monkeypatch.setenv("MZSR_TEST_SWITCH", "a")
+    a1, a2 = api._backend("reference", dev, "fp32"), api._backend("reference", dev, "fp32")
+    monkeypatch.setenv("MZSR_TEST_SWITCH", "b")
+    b1 = api._backend("reference", dev, "fp32")
+    assert a1 is a2 and b1 is not a1

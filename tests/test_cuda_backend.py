@@ -33,8 +33,9 @@ DEV = "cuda"
 #: 0.000 / -0.002 dB: whole-backend tolerances 4e-2 (tf32) and 1.2e-1 (bf16).
 TOL = {"fp32": (1e-4, 2e-4), "tf32": (5e-3, 4e-2), "bf16": (3e-2, 1.2e-1)}
 PRECISIONS = ("fp32", "tf32", "bf16")
-#: + the tensor-core conv kernel's second warp layout (precision strings "tf32:1", "bf16:1")
-CONV_PRECISIONS = PRECISIONS + ("tf32:1", "bf16:1")
+#: + the tensor-core conv kernel's second warp layout ("tf32:1", "bf16:1") and kernel
+#: variant 2 (conv3x3_halo.cu: bf16 halo tiles, exact thin kernels for the 3-channel layers)
+CONV_PRECISIONS = PRECISIONS + ("tf32:1", "bf16:1", "fp32:2", "tf32:2", "bf16:2")
 
 
 def _tol(precision, which=0):
@@ -96,7 +97,7 @@ def test_cuda_check_script_compiles_everything():
     assert "all OK" in r.stdout
 
 
-_EMU_SOURCES = ["conv3x3_simt.cu", "conv3x3_tc.cu", "conv3x3_wgrad.cu", "elementwise.cu"]
+_EMU_SOURCES = ["conv3x3_simt.cu", "conv3x3_tc.cu", "conv3x3_halo.cu", "conv3x3_wgrad.cu", "elementwise.cu"]
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +130,24 @@ def _emu_pack(lib, w):
     return fwd, dg
 
 
-_EMU_MODE = {"fp32": 0, "tf32": 1, "bf16": 2, "tf32:1": 11, "bf16:1": 12}
-#: small shapes: the emulator runs one std::thread per CUDA thread
-_EMU_SHAPES = [(2, 3, 5, 3, 64), (1, 4, 3, 64, 3), (1, 17, 19, 64, 64)]  # 17x19: 5 tiles + a tail, 2 wgrad chunks
+_EMU_MODE = {"fp32": 0, "tf32": 1, "bf16": 2, "tf32:1": 11, "bf16:1": 12, "fp32:2": 20, "tf32:2": 21, "bf16:2": 22}
+#: small shapes: the emulator runs one std::thread per CUDA thread.  17x19: 5 tiles + a tail
+#: (64-pixel tiles), 3 x 2 halo tiles of 8 x 16 with partial ones, 2 wgrad chunks; batch 2
+#: with 9x17 halo tiles cut in both directions.
+_EMU_SHAPES = [(2, 3, 5, 3, 64), (1, 4, 3, 64, 3), (1, 17, 19, 64, 64), (2, 9, 17, 64, 64)]
 
 
-@pytest.mark.parametrize("precision", PRECISIONS + ("bf16:1",))
+def _emu_kernel(precision, ci, co):
+    """The kernel mzsr_conv3x3_pick chooses: 0 SIMT, 1 WMMA tc, 2 halo, 3 thin."""
+    prec, _, variant = precision.partition(":")
+    if variant == "2" and ((co <= 4 and ci % 4 == 0) or (ci <= 4 and co % 4 == 0)):
+        return 3
+    if variant == "2" and prec == "bf16" and ci == 64 and co % 64 == 0:
+        return 2
+    return int(prec != "fp32" and ci % 16 == 0 and co % 64 == 0)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS + ("bf16:1", "fp32:2", "bf16:2"))
 @pytest.mark.parametrize("shape", _EMU_SHAPES, ids=_sid)
 def test_kernels_on_cpu_emulator(emu, shape, precision):
     """fwd (bias+relu, residual), dgrad (with/without mask), wgrad+bias: the real kernel
@@ -149,17 +162,18 @@ def test_kernels_on_cpu_emulator(emu, shape, precision):
     res = torch.randn(N, H, W, co, generator=g)
     gy = torch.randn(N, H, W, co, generator=g)
     fwd, dg = _emu_pack(emu, w)
-    want_tc = precision != "fp32" and ci % 16 == 0 and co % 64 == 0
     y = torch.full((N, H, W, co), float("nan"))
-    tc = emu.emu_conv(_p(x), _p(fwd), _p(b), _p(None), _p(None), _p(y), N, H, W, ci, co, 1, 0, mode)
-    assert tc == int(want_tc)
+    kern = emu.emu_conv(_p(x), _p(fwd), _p(b), _p(None), _p(None), _p(y), N, H, W, ci, co, 1, 0, mode)
+    assert kern == _emu_kernel(precision, ci, co)
     _close(y, R.conv3x3_fwd(x.double(), w.double(), b.double(), True), tol, f"fwd relu {shape} {precision}")
-    tc = emu.emu_conv(_p(x), _p(fwd), _p(None), _p(None), _p(res), _p(y), N, H, W, ci, co, 0, 0, mode)
+    y.fill_(float("nan"))
+    emu.emu_conv(_p(x), _p(fwd), _p(None), _p(None), _p(res), _p(y), N, H, W, ci, co, 0, 0, mode)
     _close(y, R.conv3x3_fwd(x.double(), w.double(), None, False, res.double()), tol, f"fwd residual {shape}")
     gx = torch.full((N, H, W, ci), float("nan"))
-    tc = emu.emu_conv(_p(gy), _p(dg), _p(None), _p(x), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
-    assert tc == int(precision != "fp32" and co % 16 == 0 and ci % 64 == 0)
+    kern = emu.emu_conv(_p(gy), _p(dg), _p(None), _p(x), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
+    assert kern == _emu_kernel(precision, co, ci)
     _close(gx, R.conv3x3_dgrad(gy.double(), w.double(), x.double()), tol, f"dgrad mask {shape} {precision}")
+    gx.fill_(float("nan"))
     emu.emu_conv(_p(gy), _p(dg), _p(None), _p(None), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
     _close(gx, R.conv3x3_dgrad(gy.double(), w.double()), tol, f"dgrad {shape} {precision}")
     gw, gb = torch.full((co, ci, 3, 3), float("nan")), torch.full((co,), float("nan"))
@@ -190,6 +204,19 @@ def test_l1_and_sgd_on_cpu_emulator(emu):
                 (ctypes.c_longlong * 3)(*[p.numel() for p in ps]), 3, _p(lr))
     for a, b in zip(ps, want):
         assert torch.equal(a, b), "sgd update differs from p - g * lr"
+
+
+def test_backend_kernel_variant_env():
+    """MZSR_FAST_CUDA_VARIANT picks the precision string the cuda backend passes to the
+    ops; a bad value is an error naming the variable."""
+    from mzsr_fast.backends.cuda import kernel_precision
+
+    assert kernel_precision("bf16", {}) == ("bf16", 0)
+    for v, want in (("", ("bf16", 0)), ("0", ("bf16", 0)), ("1", ("bf16:1", 1)), (" 2", ("bf16:2", 2))):
+        assert kernel_precision("bf16", {"MZSR_FAST_CUDA_VARIANT": v}) == want
+    for bad in ("3", "bf16", "-1"):
+        with pytest.raises(ValueError, match="MZSR_FAST_CUDA_VARIANT"):
+            kernel_precision("tf32", {"MZSR_FAST_CUDA_VARIANT": bad})
 
 
 # ======================================================================== GPU
@@ -333,7 +360,7 @@ def test_adapt_step_vs_reference(nhw, precision):
 
 
 @gpu
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS + ("bf16:2",))
 def test_net_grads_and_forward_vs_reference(precision):
     ops = _ops()
     x, tgt, plist = _net_inputs(2, 13, 10, seed=3)

@@ -41,21 +41,23 @@ struct Prec {
   bool operator!=(MzsrPrecision q) const { return p != q; }
 };
 
-// "fp32" | "tf32" | "bf16", optionally ":0" / ":1" (conv kernel variant, default 0)
+// "fp32" | "tf32" | "bf16", optionally ":0" / ":1" / ":2" (conv kernel variant, default 0;
+// see mzsr_conv3x3_pick)
 Prec parse_precision(c10::string_view s) {
   std::string p(s.data(), s.size());
   int variant = 0;
   const size_t colon = p.find(':');
   if (colon != std::string::npos) {
     const std::string v = p.substr(colon + 1);
-    TORCH_CHECK(v == "0" || v == "1", "mzsr_fast cuda: kernel variant must be 0 or 1, got '", v, "' in '", p, "'");
-    variant = v == "1" ? 1 : 0;
+    TORCH_CHECK(v == "0" || v == "1" || v == "2", "mzsr_fast cuda: kernel variant must be 0, 1 or 2, got '", v,
+                "' in '", p, "'");
+    variant = v[0] - '0';
     p = p.substr(0, colon);
   }
   if (p == "fp32") return Prec(MzsrPrecision::kFp32, variant);
   if (p == "tf32") return Prec(MzsrPrecision::kTf32, variant);
   if (p == "bf16") return Prec(MzsrPrecision::kBf16, variant);
-  TORCH_CHECK(false, "mzsr_fast cuda: precision must be 'fp32', 'tf32' or 'bf16' (optionally ':1'), got '", p, "'");
+  TORCH_CHECK(false, "mzsr_fast cuda: precision must be 'fp32', 'tf32' or 'bf16' (optionally ':1' or ':2'), got '", p, "'");
 }
 
 cudaStream_t cur_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
@@ -158,10 +160,7 @@ at::Tensor run_conv(const at::Tensor& x, const at::Tensor& wpack, int64_t cout, 
   p.Cin = static_cast<int>(x.size(3));
   p.Cout = static_cast<int>(cout);
   p.relu = relu ? 1 : 0;
-  if (prec != MzsrPrecision::kFp32 && mzsr_conv3x3_tc_ok(p))
-    mzsr_launch_conv3x3_tc(p, prec.p, op, cur_stream(), prec.variant);
-  else
-    mzsr_launch_conv3x3_simt(p, op, cur_stream());
+  mzsr_launch_conv3x3(p, prec.p, op, cur_stream(), prec.variant);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
 }

@@ -31,9 +31,43 @@ void mzsr_launch_conv3x3_simt(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t
 // mzsr_conv3x3_tc_ok(p): Cin % 16 == 0, Cout % 64 == 0, 16-byte aligned x/wpack/y/
 // mask/residual.
 bool mzsr_conv3x3_tc_ok(const Conv3x3Params& p);
-// variant: warp layout (0: 2x2 warps of 64x32, the default; 1: 4x2 warps of 32x32).
+// variant: warp layout (0: 2x2 warps of 64x32, the default; 1: 4x2 warps of 32x32; any
+// other value: 0).
 void mzsr_launch_conv3x3_tc(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream,
                             int variant = 0);
+
+// Kernel variant 2 (conv3x3_halo.cu): bf16 halo-tile WMMA conv for Cin == 64,
+// Cout % 64 == 0 (mzsr_conv3x3_halo_ok), and exact fp32 kernels for the 3-channel layers
+// (mzsr_conv3x3_thin_ok: Cout <= 4 with Cin % 4 == 0, or Cin <= 4 with Cout % 4 == 0).
+bool mzsr_conv3x3_halo_ok(const Conv3x3Params& p);
+void mzsr_launch_conv3x3_halo_bf16(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream);
+bool mzsr_conv3x3_thin_ok(const Conv3x3Params& p);
+void mzsr_launch_conv3x3_thin(const Conv3x3Params& p, cudaStream_t stream);
+
+// Which conv kernel run_conv-style dispatch picks (0 SIMT, 1 WMMA tc, 2 halo, 3 thin):
+// variant 2 takes thin where it applies (any precision: exact fp32), else halo for bf16
+// where it applies, else as variant 0; fp32 otherwise always SIMT.
+inline int mzsr_conv3x3_pick(const Conv3x3Params& p, MzsrPrecision prec, int variant) {
+  if (variant == 2 && mzsr_conv3x3_thin_ok(p)) return 3;
+  if (variant == 2 && prec == MzsrPrecision::kBf16 && mzsr_conv3x3_halo_ok(p)) return 2;
+  if (prec != MzsrPrecision::kFp32 && mzsr_conv3x3_tc_ok(p)) return 1;
+  return 0;
+}
+
+// Launch the kernel mzsr_conv3x3_pick chose; returns that choice.
+inline int mzsr_launch_conv3x3(const Conv3x3Params& p, MzsrPrecision prec, Conv3x3Op op, cudaStream_t stream,
+                               int variant) {
+  const int k = mzsr_conv3x3_pick(p, prec, variant);
+  if (k == 3)
+    mzsr_launch_conv3x3_thin(p, stream);
+  else if (k == 2)
+    mzsr_launch_conv3x3_halo_bf16(p, op, stream);
+  else if (k == 1)
+    mzsr_launch_conv3x3_tc(p, prec, op, stream, variant == 1 ? 1 : 0);
+  else
+    mzsr_launch_conv3x3_simt(p, op, stream);
+  return k;
+}
 
 // --- weight / bias gradient (conv3x3_wgrad.cu) ----------------------------------------
 void mzsr_launch_conv3x3_wgrad_partial_simt(const Conv3x3WgradParams& p, cudaStream_t stream);

@@ -48,6 +48,15 @@ def _check(name: str, device: torch.device) -> tuple[bool, str]:
         return False, f"{type(e).__name__}: {e}"
 
 
+def env_switches(name: str) -> tuple[str, ...]:
+    """The environment variables read when a ``name`` backend is constructed (class
+    attribute ``env_switches``); the API keeps one instance per value of them."""
+    try:
+        return tuple(getattr(_load(name), "env_switches", ()))
+    except (KeyError, ImportError):  # an unknown or unloadable name has none
+        return ()
+
+
 def available(device: torch.device | str = "cpu") -> dict[str, tuple[bool, str]]:
     """``{name: (usable, reason)}`` for every registered backend on ``device``."""
     device = torch.device(device)

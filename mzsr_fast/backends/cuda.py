@@ -65,12 +65,27 @@ def _nchw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).contiguous()
 
 
+def kernel_precision(precision: str, env=None) -> tuple[str, int]:
+    """``(precision string of the torch ops, kernel variant)`` for ``precision`` and
+    ``MZSR_FAST_CUDA_VARIANT`` (0, 1 or 2; unset or empty = 0) of ``env`` (default
+    ``os.environ``): ``("bf16", 0)``, ``("bf16:2", 2)``."""
+    env = os.environ if env is None else env
+    variant = str(env.get("MZSR_FAST_CUDA_VARIANT", "0")).strip() or "0"
+    if variant not in ("0", "1", "2"):
+        raise ValueError(f"MZSR_FAST_CUDA_VARIANT must be 0, 1 or 2, got {variant!r}")
+    return (precision if variant == "0" else f"{precision}:{variant}"), int(variant)
+
+
 class CudaBackend(Backend):
     """Hand-written CUDA kernels + CUDA graphs.  ``use_graphs`` (default: on unless
-    ``MZSR_CUDA_GRAPHS=0``) selects graph replay for ``adapt`` and ``upscale``."""
+    ``MZSR_CUDA_GRAPHS=0``) selects graph replay for ``adapt`` and ``upscale``.
+    ``MZSR_FAST_CUDA_VARIANT`` (0, 1 or 2; default 0) picks the conv kernel variant
+    (csrc/cuda/mzsr_cuda.h ``mzsr_conv3x3_pick``): 1 the tensor-core kernel's 4x2 warp
+    layout, 2 the halo-tile bf16 kernel and the thin 3-channel kernels (conv3x3_halo.cu)."""
 
     name = "cuda"
     precisions = ("fp32", "tf32", "bf16")
+    env_switches = ("MZSR_FAST_CUDA_VARIANT",)
 
     def __init__(self, device="cuda", precision="fp32", use_graphs: bool | None = None):
         super().__init__(device, precision)
@@ -86,6 +101,8 @@ class CudaBackend(Backend):
         self._graphs: dict[tuple, tuple] = {}
         self._fgraphs: dict[tuple, tuple] = {}
         self._lr1 = torch.zeros((), dtype=torch.float32, device=self.device)
+        #: the precision string of the torch ops: "bf16", or "bf16:2" with a kernel variant
+        self._kprec, self.variant = kernel_precision(self.precision)
 
     # ------------------------------------------------------------------ discovery
     @classmethod
@@ -159,7 +176,7 @@ class CudaBackend(Backend):
         self._check_prepared()
         x = self._input(x)
         with torch.cuda.device(self.device), nvtx.range("mzsr/cuda/forward"):
-            return _nchw(_ops().cuda_net_forward(self._plist, _nhwc(x), self.precision))
+            return _nchw(_ops().cuda_net_forward(self._plist, _nhwc(x), self._kprec))
 
     def upscale(self, x: torch.Tensor) -> torch.Tensor:
         if not self.use_graphs:
@@ -173,7 +190,7 @@ class CudaBackend(Backend):
             sy = torch.zeros(key, dtype=torch.float32, device=self.device)
 
             def body():
-                sy.copy_(_ops().cuda_net_forward(self._plist, _nhwc(sx), self.precision).permute(0, 3, 1, 2))
+                sy.copy_(_ops().cuda_net_forward(self._plist, _nhwc(sx), self._kprec).permute(0, 3, 1, 2))
 
             ent = (self._capture(body), sx, sy)
             _remember(self._fgraphs, key, ent)
@@ -187,7 +204,7 @@ class CudaBackend(Backend):
         self._check_prepared()
         x, target = self._pair(x, target)
         with torch.cuda.device(self.device), nvtx.range("mzsr/cuda/grads"):
-            loss, g = _ops().cuda_net_grads(self._plist, _nhwc(x), _nhwc(target), self.precision)
+            loss, g = _ops().cuda_net_grads(self._plist, _nhwc(x), _nhwc(target), self._kprec)
         return loss, dict(zip(self._names, g))
 
     def step(self, x, target, lr: float) -> torch.Tensor:
@@ -197,7 +214,7 @@ class CudaBackend(Backend):
         x, target = self._pair(x, target)
         self._lr1.fill_(float(lr))
         with torch.cuda.device(self.device), nvtx.range("mzsr/cuda/step"):
-            return _ops().cuda_adapt_step(self._plist, _nhwc(x), _nhwc(target), self._lr1, self.precision)
+            return _ops().cuda_adapt_step(self._plist, _nhwc(x), _nhwc(target), self._lr1, self._kprec)
 
     def adapt(self, x: torch.Tensor, target: torch.Tensor, schedule: Sequence[float]) -> torch.Tensor:
         self._check_prepared()
@@ -208,7 +225,7 @@ class CudaBackend(Backend):
         sched = torch.tensor([float(v) for v in schedule], dtype=torch.float32)
         if not self.use_graphs:
             with torch.cuda.device(self.device), nvtx.range("mzsr/cuda/adapt"):
-                return _ops().cuda_adapt(self._plist, _nhwc(x), _nhwc(target), sched.to(self.device), self.precision)
+                return _ops().cuda_adapt(self._plist, _nhwc(x), _nhwc(target), sched.to(self.device), self._kprec)
         key = (tuple(x.shape), k)
         ent = self._graphs.get(key)
         if ent is None:
@@ -218,11 +235,11 @@ class CudaBackend(Backend):
             losses = torch.zeros(k, dtype=torch.float32, device=self.device)
 
             def body():
-                losses.copy_(_ops().cuda_adapt(self._plist, _nhwc(sx), _nhwc(st), lrs, self.precision))
+                losses.copy_(_ops().cuda_adapt(self._plist, _nhwc(sx), _nhwc(st), lrs, self._kprec))
 
             def warm():  # the same ops on scratch parameters: the real ones stay untouched
                 scratch = [p.clone() for p in self._plist]
-                _ops().cuda_adapt(scratch, _nhwc(sx), _nhwc(st), torch.zeros_like(lrs), self.precision)
+                _ops().cuda_adapt(scratch, _nhwc(sx), _nhwc(st), torch.zeros_like(lrs), self._kprec)
 
             ent = (self._capture(body, warm), sx, st, lrs, losses)
             _remember(self._graphs, key, ent)
@@ -241,4 +258,5 @@ class CudaBackend(Backend):
 
     def describe(self) -> str:
         mode = "graphs" if self.use_graphs else "eager"
-        return f"{self.name}[{self.precision}, {mode}] on {self.device}"
+        var = f", variant {self.variant}" if self.variant else ""
+        return f"{self.name}[{self.precision}, {mode}{var}] on {self.device}"

@@ -1,7 +1,7 @@
 // C entry points over the emulated kernels for ctypes (tests only): the same launch
 // sequence as csrc/cuda/binding.cpp, on host memory.  mode: 0 fp32 SIMT, 1 TF32, 2 bf16
 // (the tensor-core kernels where the shape allows, as the binding); emu_conv also takes
-// 11 / 12 (TF32 / bf16 with the conv kernel's warp-layout variant 1).
+// 10 * variant + mode (kernel variants 1 and 2, as the ":1" / ":2" precision strings).
 #include <vector>
 
 #include "../mzsr_cuda.h"
@@ -26,17 +26,13 @@ void emu_pack(const float* w, float* fwd, float* dgrad, int Cout, int Cin) {
   mzsr_launch_conv3x3_pack(p, nullptr);
 }
 
-// returns 1 if the tensor-core kernel ran, 0 if the SIMT one did
+// mode = variant * 10 + precision (0 fp32, 1 tf32, 2 bf16); returns the kernel that ran
+// (mzsr_conv3x3_pick: 0 SIMT, 1 WMMA tc, 2 halo, 3 thin)
 int emu_conv(const float* x, const float* wpack, const float* bias, const float* mask, const float* residual, float* y,
              int N, int H, int W, int Cin, int Cout, int relu, int dgrad, int mode) {
   Conv3x3Params p{x, wpack, bias, mask, residual, y, N, H, W, Cin, Cout, relu};
   const Conv3x3Op op = dgrad ? Conv3x3Op::kDgrad : Conv3x3Op::kFwd;
-  if (mode != 0 && mzsr_conv3x3_tc_ok(p)) {
-    mzsr_launch_conv3x3_tc(p, prec_of(mode % 10), op, nullptr, mode / 10);  // mode 11 / 12: variant 1
-    return 1;
-  }
-  mzsr_launch_conv3x3_simt(p, op, nullptr);
-  return 0;
+  return mzsr_launch_conv3x3(p, prec_of(mode % 10), op, nullptr, mode / 10);
 }
 
 int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int H, int W, int Cin, int Cout, int mode) {

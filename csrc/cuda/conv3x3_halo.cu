@@ -1,0 +1,335 @@
+// Kernel variant 2 of the NHWC 3x3 conv (forward and input gradient), the Triton path's
+// structure in CUDA (same semantics and epilogue as conv3x3_simt.cu):
+//
+//  * halo (bf16 tensor cores, Cin == 64, Cout % 64 == 0): a block owns an 8 x 16 pixel
+//    tile of one image and 64 output channels.  The tile's (8+2) x (16+2) x 64 input halo
+//    is read from global memory once, converted to bf16 into shared memory, and the nine
+//    taps are nine K = 64 GEMM steps on shifted views of it (a 16-pixel row segment of
+//    the halo is a WMMA A fragment, leading dimension = the padded channel stride).  The
+//    variant-0 kernel (conv3x3_tc.cu) instead reloads and reconverts the input from global
+//    memory for every tap and 16-channel step (36 K steps with a __syncthreads each).  Only
+//    one tap of weights (64 x 64) is in shared memory at a time; the next tap's weights are
+//    loaded into registers while the current tap computes.
+//  * thin (exact fp32 FFMA, any precision): the 3-channel layers.  thin-out (Cout <= 4,
+//    Cin % 4 == 0, Cin <= 128): four threads per pixel each sum a quarter of the channels
+//    (float4 loads, weights in shared memory) and one adds the four in a fixed order;
+//    thin-in (Cin <= 4, Cout % 4 == 0, Cout <= 128): one thread per pixel and 4 output
+//    channels, 8 pixels per thread.  Both replace the BK = 16 tiled GEMM of
+//    conv3x3_simt.cu, whose K loop is latency bound for these shapes.
+//
+// Not yet measured on a GPU: selected by the "bf16:2" / "tf32:2" / "fp32:2" precision
+// strings (MZSR_FAST_CUDA_VARIANT=2 for the cuda backend) so the GPU check compares it
+// with variant 0 before it becomes the default.
+#include "cuda_compat.cuh"
+#include "tc_common.cuh"
+
+namespace mzsr {
+
+// ---------------------------------------------------------------------------- halo (bf16)
+constexpr int kHaloTH = 8, kHaloTW = 16;             // output tile: 8 rows x 16 columns
+constexpr int kHaloRows = kHaloTH + 2, kHaloCols = kHaloTW + 2;
+constexpr int kHaloC = 64;                           // input channels held (Cin == 64)
+constexpr int kHaloCP = 80;                          // padded channel stride (elements):
+// 80 bf16 = 160 bytes, a multiple of 32 so that every pixel of the halo is a legal WMMA
+// fragment start (256-bit alignment), and 40 words so that the 8 rows of an ldmatrix
+// phase fall on 4 bank groups (2-way conflicts; a stride of 64 would be 8-way).
+constexpr int kHaloBN = 64;                          // output channels per block
+constexpr int kHaloWLD = kHaloBN + 16;               // weight tile row stride (elements), same reasoning
+constexpr int kHaloThreads = 128;                    // 4 warps, 2 x 2: warp tile 4 rows x 32 channels
+constexpr int kHaloLDC = kHaloBN + 4;                // fp32 epilogue staging stride
+
+struct HaloSmem {
+  static constexpr int HALO_ELEMS = kHaloRows * kHaloCols * kHaloCP;  // 14400 bf16 = 28800 B
+  static constexpr int W_ELEMS = kHaloC * kHaloWLD;                   // 5120 bf16 = 10240 B
+  static constexpr int OPER_BYTES = (HALO_ELEMS + W_ELEMS) * 2;
+  static constexpr int C_BYTES = kHaloTH * kHaloTW * kHaloLDC * 4;    // 34816 B
+  static constexpr int BYTES = OPER_BYTES > C_BYTES ? OPER_BYTES : C_BYTES;
+  static_assert((HALO_ELEMS * 2) % 32 == 0, "weight tile must start 256-bit aligned");
+  static_assert(BYTES <= 48 * 1024, "static shared memory limit");
+};
+
+__device__ __forceinline__ void halo_epilogue(const Conv3x3Params& p, const float* Cs, int n, int h0, int w0,
+                                              int n0) {
+  const int tid = threadIdx.x;
+  const int c4 = tid % (kHaloBN / 4);
+  const int co = n0 + c4 * 4;
+  constexpr int kStride = kHaloThreads / (kHaloBN / 4);  // 8 pixels per pass
+  for (int m = tid / (kHaloBN / 4); m < kHaloTH * kHaloTW; m += kStride) {
+    const int h = h0 + m / kHaloTW, w = w0 + m % kHaloTW;
+    if (h >= p.H || w >= p.W) continue;
+    const long long o = ((static_cast<long long>(n) * p.H + h) * p.W + w) * p.Cout + co;
+    float v[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) v[q] = Cs[m * kHaloLDC + c4 * 4 + q];
+    if (p.bias) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) v[q] += p.bias[co + q];
+    }
+    if (p.relu) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) v[q] = fmaxf(v[q], 0.f);
+    }
+    if (p.mask) {
+      const float4 mk = ldg4(p.mask + o);
+      v[0] = mk.x > 0.f ? v[0] : 0.f;
+      v[1] = mk.y > 0.f ? v[1] : 0.f;
+      v[2] = mk.z > 0.f ? v[2] : 0.f;
+      v[3] = mk.w > 0.f ? v[3] : 0.f;
+    }
+    if (p.residual) {
+      const float4 rs = ldg4(p.residual + o);
+      v[0] += rs.x;
+      v[1] += rs.y;
+      v[2] += rs.z;
+      v[3] += rs.w;
+    }
+    *reinterpret_cast<float4*>(p.y + o) = make_float4(v[0], v[1], v[2], v[3]);
+  }
+}
+
+__device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
+  using T = __nv_bfloat16;
+  using S = HaloSmem;
+  __shared__ __align__(128) unsigned char smem[S::BYTES];
+  T* halo = reinterpret_cast<T*>(smem);
+  T* Ws = halo + S::HALO_ELEMS;
+  float* Cs = reinterpret_cast<float*>(smem);
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int wm = warp / 2, wn = warp % 2;  // warp rows wm*4 .. wm*4+3, channels wn*32 .. +31
+  const int tiles_w = (p.W + kHaloTW - 1) / kHaloTW;
+  const int tiles_h = (p.H + kHaloTH - 1) / kHaloTH;
+  const int tile = blockIdx.x;
+  const int n = tile / (tiles_w * tiles_h);
+  const int rem = tile - n * tiles_w * tiles_h;
+  const int h0 = (rem / tiles_w) * kHaloTH, w0 = (rem % tiles_w) * kHaloTW;
+  const int n0 = blockIdx.y * kHaloBN;
+
+  // ---- halo: rows h0-1 .. h0+8, columns w0-1 .. w0+16, 64 channels; zero outside the image
+  constexpr int kC4 = kHaloC / 4;  // float4 per pixel
+  for (int e = tid; e < kHaloRows * kHaloCols * kC4; e += kHaloThreads) {
+    const int c4 = e % kC4, pix = e / kC4;
+    const int hr = pix / kHaloCols, wc = pix % kHaloCols;
+    const int h = h0 - 1 + hr, w = w0 - 1 + wc;
+    float4 v = zero4();
+    if (h >= 0 && h < p.H && w >= 0 && w < p.W)
+      v = ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c4 * 4);
+    store4<T>(halo + pix * kHaloCP + c4 * 4, v);
+  }
+
+  // ---- weights of one tap: Ws[ci][co] = wpack[tap * 64 + ci, n0 + co]; 8 float4 per thread
+  constexpr int kWR = kHaloC * kHaloBN / 4 / kHaloThreads;
+  float4 rw[kWR];
+  auto load_w = [&](int tap) {
+#pragma unroll
+    for (int r = 0; r < kWR; ++r) {
+      const int e = tid + kHaloThreads * r;
+      const int ci = e / (kHaloBN / 4), c4 = e % (kHaloBN / 4);
+      rw[r] = ldg4(p.wpack + (static_cast<long long>(tap) * kHaloC + ci) * p.Cout + n0 + c4 * 4);
+    }
+  };
+  auto store_w = [&]() {
+#pragma unroll
+    for (int r = 0; r < kWR; ++r) {
+      const int e = tid + kHaloThreads * r;
+      const int ci = e / (kHaloBN / 4), c4 = e % (kHaloBN / 4);
+      store4<T>(Ws + ci * kHaloWLD + c4 * 4, rw[r]);
+    }
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4][2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+
+  load_w(0);
+  store_w();
+  __syncthreads();
+  for (int tap = 0; tap < 9; ++tap) {
+    if (tap + 1 < 9) load_w(tap + 1);  // in flight during this tap's MMAs
+    const int kh = tap / 3, kw = tap % 3;
+    // not unrolled: unrolling hoists the fragment loads of all four K steps and spills at
+    // the 168-register cap of 3 blocks/SM (ptxas, sm_80/sm_90)
+#pragma unroll 1
+    for (int kk = 0; kk < kHaloC; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[4];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)  // output row wm*4+i, columns 0..15 <- halo row +kh, columns +kw
+        wmma::load_matrix_sync(fa[i], halo + ((wm * 4 + i + kh) * kHaloCols + kw) * kHaloCP + kk, kHaloCP);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], Ws + kk * kHaloWLD + wn * 32 + j * 16, kHaloWLD);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    __syncthreads();  // every warp is done with Ws (and, after the last tap, with the halo)
+    if (tap + 1 < 9) {
+      store_w();
+      __syncthreads();
+    }
+  }
+
+  // ---- epilogue through shared memory (the operand buffers are free now)
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(Cs + ((wm * 4 + i) * kHaloTW) * kHaloLDC + wn * 32 + j * 16, acc[i][j], kHaloLDC,
+                              wmma::mem_row_major);
+  __syncthreads();
+  halo_epilogue(p, Cs, n, h0, w0, n0);
+}
+
+__global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_fwd_halo_bf16_nhwc(Conv3x3Params p) {
+  conv3x3_halo_body(p);
+}
+
+__global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_dgrad_halo_bf16_nhwc(Conv3x3Params p) {
+  conv3x3_halo_body(p);
+}
+
+// ---------------------------------------------------------------------------- thin (fp32)
+__device__ __forceinline__ void thin_epilogue4(const Conv3x3Params& p, long long pix, int co, float (&v)[4], int nco) {
+  // nco = number of valid channels of the 4 starting at co (4, or Cout for thin-out)
+  const long long o = pix * p.Cout + co;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    if (q >= nco) break;
+    float a = v[q];
+    if (p.bias) a += p.bias[co + q];
+    if (p.relu) a = fmaxf(a, 0.f);
+    if (p.mask) a = p.mask[o + q] > 0.f ? a : 0.f;
+    if (p.residual) a += p.residual[o + q];
+    p.y[o + q] = a;
+  }
+}
+
+// thin-out: Cout <= 4, Cin % 4 == 0, Cin <= kThinMaxC.  4 threads per pixel (channel
+// quarters, interleaved by float4 so that a pixel's 4 threads read adjacent 16 bytes),
+// 64 pixels per block.
+constexpr int kThinThreads = 256;
+constexpr int kThinMaxC = 128;
+constexpr int kThinOutPix = kThinThreads / 4;
+
+__global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_out_nhwc(Conv3x3Params p) {
+  __shared__ __align__(16) float Ws[9 * kThinMaxC][4];  // [tap * Cin + ci][co], co padded to 4
+  __shared__ float red[kThinThreads][4];
+  const int tid = threadIdx.x;
+  const int K = 9 * p.Cin;
+  for (int e = tid; e < K * 4; e += kThinThreads) {
+    const int k = e / 4, co = e % 4;
+    Ws[k][co] = co < p.Cout ? p.wpack[static_cast<long long>(k) * p.Cout + co] : 0.f;
+  }
+  __syncthreads();
+  const int P = p.N * p.H * p.W;
+  const int quarter = tid % 4;
+  const PixelPos q = pixel_pos(blockIdx.x * kThinOutPix + tid / 4, P, p.H, p.W);
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  const int C4 = p.Cin / 4;
+  for (int tap = 0; tap < 9; ++tap) {
+    const int nb = neighbour(q, tap / 3 - 1, tap % 3 - 1, p.H, p.W);
+    if (nb < 0) continue;
+    const float* src = p.x + static_cast<long long>(nb) * p.Cin;
+    for (int c4 = quarter; c4 < C4; c4 += 4) {
+      const float4 v = ldg4(src + c4 * 4);
+      const float xv[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float4 wv = *reinterpret_cast<const float4*>(Ws[tap * p.Cin + c4 * 4 + u]);
+        acc[0] = fmaf(xv[u], wv.x, acc[0]);
+        acc[1] = fmaf(xv[u], wv.y, acc[1]);
+        acc[2] = fmaf(xv[u], wv.z, acc[2]);
+        acc[3] = fmaf(xv[u], wv.w, acc[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c) red[tid][c] = acc[c];
+  __syncthreads();
+  if (quarter == 0 && q.valid) {
+    float v[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) v[c] = ((red[tid][c] + red[tid + 1][c]) + red[tid + 2][c]) + red[tid + 3][c];
+    thin_epilogue4(p, q.pix, 0, v, p.Cout);
+  }
+}
+
+// thin-in: Cin <= 4, Cout % 4 == 0, Cout <= kThinMaxC.  Thread = 4 output channels of
+// kThinInPixPerThread pixels; Cout / 4 threads share a pixel (their input loads broadcast).
+constexpr int kThinInPixPerThread = 8;
+
+__global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_in_nhwc(Conv3x3Params p) {
+  __shared__ __align__(16) float Ws[9 * 4][kThinMaxC];  // [tap * Cin + ci][co]
+  const int tid = threadIdx.x;
+  const int K = 9 * p.Cin;
+  for (int e = tid; e < K * p.Cout; e += kThinThreads) Ws[e / p.Cout][e % p.Cout] = p.wpack[e];
+  __syncthreads();
+  const int P = p.N * p.H * p.W;
+  const int G = p.Cout / 4;                 // threads per pixel
+  const int pix_per_pass = kThinThreads / G;  // pixels per block pass
+  const int c4 = tid % G;
+  if (tid >= G * pix_per_pass) return;  // no __syncthreads below
+  const int base = blockIdx.x * pix_per_pass * kThinInPixPerThread;
+  for (int r = 0; r < kThinInPixPerThread; ++r) {
+    const PixelPos q = pixel_pos(base + r * pix_per_pass + tid / G, P, p.H, p.W);
+    if (!q.valid) continue;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int tap = 0; tap < 9; ++tap) {
+      const int nb = neighbour(q, tap / 3 - 1, tap % 3 - 1, p.H, p.W);
+      if (nb < 0) continue;
+      for (int ci = 0; ci < p.Cin; ++ci) {
+        const float xv = p.x[static_cast<long long>(nb) * p.Cin + ci];
+        const float4 wv = *reinterpret_cast<const float4*>(&Ws[tap * p.Cin + ci][c4 * 4]);
+        acc[0] = fmaf(xv, wv.x, acc[0]);
+        acc[1] = fmaf(xv, wv.y, acc[1]);
+        acc[2] = fmaf(xv, wv.z, acc[2]);
+        acc[3] = fmaf(xv, wv.w, acc[3]);
+      }
+    }
+    thin_epilogue4(p, q.pix, c4 * 4, acc, 4);
+  }
+}
+
+}  // namespace mzsr
+
+bool mzsr_conv3x3_halo_ok(const Conv3x3Params& p) {
+  using mzsr::aligned16;
+  return p.Cin == mzsr::kHaloC && p.Cout > 0 && p.Cout % mzsr::kHaloBN == 0 && aligned16(p.x) &&
+         aligned16(p.wpack) && aligned16(p.y) && aligned16(p.mask) && aligned16(p.residual);
+}
+
+void mzsr_launch_conv3x3_halo_bf16(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream) {
+  const int tiles = p.N * mzsr::ceil_div(p.H, mzsr::kHaloTH) * mzsr::ceil_div(p.W, mzsr::kHaloTW);
+  const dim3 grid(tiles, p.Cout / mzsr::kHaloBN);
+  if (op == Conv3x3Op::kFwd) {
+    auto k = mzsr::mzsr_conv3x3_fwd_halo_bf16_nhwc;
+    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+  } else {
+    auto k = mzsr::mzsr_conv3x3_dgrad_halo_bf16_nhwc;
+    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+  }
+}
+
+bool mzsr_conv3x3_thin_ok(const Conv3x3Params& p) {
+  using mzsr::aligned16;
+  if (p.Cin < 1 || p.Cout < 1) return false;
+  if (p.Cout <= 4) return p.Cin % 4 == 0 && p.Cin <= mzsr::kThinMaxC && aligned16(p.x) && aligned16(p.wpack);
+  if (p.Cin <= 4) return p.Cout % 4 == 0 && p.Cout <= mzsr::kThinMaxC && aligned16(p.wpack);
+  return false;
+}
+
+void mzsr_launch_conv3x3_thin(const Conv3x3Params& p, cudaStream_t stream) {
+  const long long P = static_cast<long long>(p.N) * p.H * p.W;
+  if (p.Cout <= 4) {
+    auto k = mzsr::mzsr_conv3x3_thin_out_nhwc;
+    MZSR_LAUNCH(k, dim3(mzsr::ceil_div(P, mzsr::kThinOutPix)), dim3(mzsr::kThinThreads), 0, stream)(p);
+  } else {
+    const int per_block = (mzsr::kThinThreads / (p.Cout / 4)) * mzsr::kThinInPixPerThread;
+    auto k = mzsr::mzsr_conv3x3_thin_in_nhwc;
+    MZSR_LAUNCH(k, dim3(mzsr::ceil_div(P, per_block)), dim3(mzsr::kThinThreads), 0, stream)(p);
+  }
+}
