@@ -177,11 +177,21 @@ def test_kernels_on_cpu_emulator(emu, shape, precision):
     emu.emu_conv(_p(gy), _p(dg), _p(None), _p(None), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
     _close(gx, R.conv3x3_dgrad(gy.double(), w.double()), tol, f"dgrad {shape} {precision}")
     gw, gb = torch.full((co, ci, 3, 3), float("nan")), torch.full((co,), float("nan"))
-    emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, mode % 10)
+    plan = emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, mode, 0)
+    prec, _, variant = precision.partition(":")
+    halo = variant == "2" and prec == "bf16" and ci == co == 64
+    assert plan == (2 if halo else int(prec != "fp32" and ci % 64 == 0 and co % 64 == 0))
     rw, rb = R.conv3x3_wgrad(x.double(), gy.double())
     # wgrad sums N*H*W products: compare to the reference scale with the op tolerance x 2
     _close(gw, rw, 2 * tol, f"wgrad {shape} {precision}")
     _close(gb, rb, 1e-5, f"bias grad {shape}")
+    if halo:  # the halo plan with several tiles per chunk (and a shorter last chunk for 8 tiles / 3)
+        for cap in (3, 2):
+            gw.fill_(float("nan"))
+            gb.fill_(float("nan"))
+            emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, mode, cap)
+            _close(gw, rw, 2 * tol, f"wgrad {shape} {precision} <= {cap} chunks")
+            _close(gb, rb, 1e-5, f"bias grad {shape} <= {cap} chunks")
 
 
 def test_l1_and_sgd_on_cpu_emulator(emu):

@@ -180,24 +180,12 @@ std::tuple<at::Tensor, at::Tensor> run_wgrad(const at::Tensor& x, const at::Tens
   p.W = static_cast<int>(x.size(2));
   p.Cin = static_cast<int>(cin);
   p.Cout = static_cast<int>(cout);
-  p.chunk_pixels = kMzsrWgradChunkAlign;  // mzsr_conv3x3_wgrad_tc_ok does not depend on the chunking
-  const bool tc = prec != MzsrPrecision::kFp32 && mzsr_conv3x3_wgrad_tc_ok(p);  // workspace: fresh, aligned
-  mzsr_wgrad_chunking_for(static_cast<long long>(p.N) * p.H * p.W, p.Cin, p.Cout, tc, &p.chunk_pixels,
-                          &p.num_chunks);
+  const int plan = mzsr_wgrad_plan(&p, prec.p, prec.variant);  // workspaces: fresh, aligned
   at::Tensor ws_w = at::empty({static_cast<int64_t>(p.num_chunks) * 9 * cin * cout}, x.options());
   at::Tensor ws_b = at::empty({static_cast<int64_t>(p.num_chunks) * cout}, x.options());
   p.partial_w = ws_w.data_ptr<float>();
   p.partial_b = ws_b.data_ptr<float>();
-  if (tc) {
-    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec.p, cur_stream());  // bias partials included
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  } else {
-    mzsr_launch_conv3x3_wgrad_partial_simt(p, cur_stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    mzsr_launch_conv3x3_bgrad_partial(p, cur_stream());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  mzsr_launch_conv3x3_wgrad_reduce(p, cur_stream());
+  mzsr_launch_wgrad(p, prec.p, plan, cur_stream());  // launch errors are sticky until read: one check
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {gw, gb};
 }

@@ -16,6 +16,8 @@
 //    thin-in (Cin <= 4, Cout % 4 == 0, Cout <= 128): one thread per pixel and 4 output
 //    channels, 8 pixels per thread.  Both replace the BK = 16 tiled GEMM of
 //    conv3x3_simt.cu, whose K loop is latency bound for these shapes.
+//  * wgrad halo (bf16, Cin == Cout == 64): weight-gradient partials over whole 8 x 16
+//    tiles, the three taps of a kernel row per block sharing the staged gy tile (below).
 //
 // Not yet measured on a GPU: selected by the "bf16:2" / "tf32:2" / "fp32:2" precision
 // strings (MZSR_FAST_CUDA_VARIANT=2 for the cuda backend) so the GPU check compares it
@@ -294,6 +296,125 @@ __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_in_nhwc(Conv3x
   }
 }
 
+// ------------------------------------------------------------------ weight gradient (bf16)
+// Partial sums of conv3x3_wgrad_params.h with the halo layout: block (chunk, kh) walks the
+// chunk's 8 x 16 pixel tiles; per tile it stages the 8 x 18 x 64 input rows of kernel row
+// kh and the 128 x 64 gy tile in shared memory once (bf16), then for each of the 8 output
+// rows (K = 16 pixels) reuses the gy fragments for the 3 taps (kh, 0..2).  64 x 64 per tap
+// over 4 warps (2 x 2, 32 x 32 each): 12 accumulator fragments per warp held across all the
+// chunk's tiles, written once.  Fewer, longer chunks than the variant-0 kernel (which
+// reloads the three shifted input tiles from global memory every 16 pixels), so the
+// partials the reduction reads shrink from 128 to at most kMzsrWgradHaloMaxChunks copies.
+constexpr int kGyLD = 64 + 16;        // gy tile row stride (elements), 160 bytes as kHaloCP
+
+struct WgradHaloSmem {
+  static constexpr int X_ELEMS = kHaloTH * kHaloCols * kHaloCP;  // 8 x 18 x 80 bf16 = 23040 B
+  static constexpr int G_ELEMS = kHaloTH * kHaloTW * kGyLD;      // 128 x 80 bf16 = 20480 B
+  static constexpr int BYTES = (X_ELEMS + G_ELEMS) * 2;
+  static_assert((X_ELEMS * 2) % 32 == 0 && BYTES <= 48 * 1024, "alignment / static shared memory");
+};
+
+__global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_nhwc(Conv3x3WgradParams p) {
+  using T = __nv_bfloat16;
+  using S = WgradHaloSmem;
+  __shared__ __align__(128) unsigned char smem[S::BYTES];
+  T* xs = reinterpret_cast<T*>(smem);
+  T* gs = xs + S::X_ELEMS;
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int wm = warp / 2, wn = warp % 2;  // ci rows wm*32.., co columns wn*32..
+  const int chunk = blockIdx.x, kh = blockIdx.y;
+  const int tiles_w = (p.W + kHaloTW - 1) / kHaloTW;
+  const int tiles_h = (p.H + kHaloTH - 1) / kHaloTH;
+  const int tiles = p.N * tiles_w * tiles_h;
+  const int tpc = (tiles + p.num_chunks - 1) / p.num_chunks;
+  const int t0 = chunk * tpc, t1 = min(t0 + tpc, tiles);
+
+  const bool do_bias = kh == 1;  // one of the three blocks of a chunk sums gy (fp32, before rounding)
+  const int c4 = tid % 16;       // this thread's gy column (4 channels), pixels tid / 16 + 8 r
+  float bsum[4] = {0.f, 0.f, 0.f, 0.f};
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[3][2][2];
+#pragma unroll
+  for (int kw = 0; kw < 3; ++kw)
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[kw][i][j], 0.f);
+
+  for (int t = t0; t < t1; ++t) {
+    const int n = t / (tiles_w * tiles_h);
+    const int rem = t - n * tiles_w * tiles_h;
+    const int h0 = (rem / tiles_w) * kHaloTH, w0 = (rem % tiles_w) * kHaloTW;
+    __syncthreads();  // the previous tile's fragments are consumed
+    for (int e = tid; e < kHaloTH * kHaloCols * 16; e += kHaloThreads) {
+      const int q4 = e % 16, pix = e / 16;
+      const int h = h0 + pix / kHaloCols + kh - 1, w = w0 - 1 + pix % kHaloCols;
+      float4 v = zero4();
+      if (h >= 0 && h < p.H && w >= 0 && w < p.W)
+        v = ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + q4 * 4);
+      store4<T>(xs + pix * kHaloCP + q4 * 4, v);
+    }
+#pragma unroll 4
+    for (int r = 0; r < kHaloTH * kHaloTW / (kHaloThreads / 16); ++r) {
+      const int pix = tid / 16 + (kHaloThreads / 16) * r;
+      const int h = h0 + pix / kHaloTW, w = w0 + pix % kHaloTW;
+      float4 v = zero4();
+      if (h < p.H && w < p.W) v = ldg4(p.gy + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + c4 * 4);
+      if (do_bias) {
+        bsum[0] += v.x;
+        bsum[1] += v.y;
+        bsum[2] += v.z;
+        bsum[3] += v.w;
+      }
+      store4<T>(gs + pix * kGyLD + c4 * 4, v);
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int r = 0; r < kHaloTH; ++r) {  // K step: the 16 pixels of output row r
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], gs + r * kHaloTW * kGyLD + wn * 32 + j * 16, kGyLD);
+#pragma unroll
+      for (int kw = 0; kw < 3; ++kw) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa[2];  // A[ci][pixel]
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+          wmma::load_matrix_sync(fa[i], xs + (r * kHaloCols + kw) * kHaloCP + wm * 32 + i * 16, kHaloCP);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[kw][i][j], fa[i], fb[j], acc[kw][i][j]);
+      }
+    }
+  }
+
+  if (do_bias) {  // block-uniform
+    __syncthreads();
+    float* red = reinterpret_cast<float*>(smem);  // [8 pixel streams][64 co]
+#pragma unroll
+    for (int q = 0; q < 4; ++q) red[(tid / 16) * 64 + c4 * 4 + q] = bsum[q];
+    __syncthreads();
+    if (tid < 64) {
+      float b = 0.f;
+      for (int s = 0; s < kHaloThreads / 16; ++s) b += red[s * 64 + tid];
+      p.partial_b[static_cast<long long>(chunk) * 64 + tid] = b;
+    }
+  }
+#pragma unroll
+  for (int kw = 0; kw < 3; ++kw) {
+    float* out = p.partial_w + (static_cast<long long>(chunk) * 9 + kh * 3 + kw) * 64 * 64;
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        wmma::store_matrix_sync(out + (wm * 32 + i * 16) * 64 + wn * 32 + j * 16, acc[kw][i][j], 64,
+                                wmma::mem_row_major);
+  }
+}
+
+
 }  // namespace mzsr
 
 bool mzsr_conv3x3_halo_ok(const Conv3x3Params& p) {
@@ -332,4 +453,21 @@ void mzsr_launch_conv3x3_thin(const Conv3x3Params& p, cudaStream_t stream) {
     auto k = mzsr::mzsr_conv3x3_thin_in_nhwc;
     MZSR_LAUNCH(k, dim3(mzsr::ceil_div(P, per_block)), dim3(mzsr::kThinThreads), 0, stream)(p);
   }
+}
+
+bool mzsr_conv3x3_wgrad_halo_ok(const Conv3x3WgradParams& p) {
+  using mzsr::aligned16;
+  return p.Cin == 64 && p.Cout == 64 && aligned16(p.x) && aligned16(p.gy) && aligned16(p.partial_w);
+}
+
+int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks) {
+  const long long tiles =
+      static_cast<long long>(N) * mzsr::ceil_div(H, mzsr::kHaloTH) * mzsr::ceil_div(W, mzsr::kHaloTW);
+  if (max_chunks < 1) max_chunks = 1;
+  return static_cast<int>(tiles < max_chunks ? tiles : max_chunks);
+}
+
+void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream) {
+  auto k = mzsr::mzsr_conv3x3_wgrad_halo_bf16_nhwc;
+  MZSR_LAUNCH(k, dim3(p.num_chunks, 3), dim3(mzsr::kHaloThreads), 0, stream)(p);
 }

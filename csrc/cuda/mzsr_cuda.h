@@ -77,6 +77,43 @@ void mzsr_launch_conv3x3_wgrad_partial_tc(const Conv3x3WgradParams& p, MzsrPreci
 void mzsr_launch_conv3x3_bgrad_partial(const Conv3x3WgradParams& p, cudaStream_t stream);
 void mzsr_launch_conv3x3_wgrad_reduce(const Conv3x3WgradParams& p, cudaStream_t stream);
 
+// Variant 2 (conv3x3_halo.cu): bf16 halo-tile partials for Cin == Cout == 64, in
+// mzsr_wgrad_halo_chunks(N, H, W) chunks of whole 8 x 16 tiles (bias partials included).
+// 64 chunks: a guess to tune on a GPU (more blocks in flight vs more partials to reduce).
+constexpr int kMzsrWgradHaloMaxChunks = 64;
+bool mzsr_conv3x3_wgrad_halo_ok(const Conv3x3WgradParams& p);
+int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks = kMzsrWgradHaloMaxChunks);
+void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream);
+
+// The weight-gradient plan: which partial kernel runs (0 SIMT + bias kernel, 1 WMMA tc,
+// 2 halo) and its chunking (sets p->chunk_pixels, p->num_chunks; the workspaces are
+// sized from num_chunks afterwards: partial_w / partial_b may still be null here).
+inline int mzsr_wgrad_plan(Conv3x3WgradParams* p, MzsrPrecision prec, int variant) {
+  if (variant == 2 && prec == MzsrPrecision::kBf16 && mzsr_conv3x3_wgrad_halo_ok(*p)) {
+    p->chunk_pixels = 0;  // the halo kernel cuts whole tiles, not pixel ranges
+    p->num_chunks = mzsr_wgrad_halo_chunks(p->N, p->H, p->W);
+    return 2;
+  }
+  p->chunk_pixels = kMzsrWgradChunkAlign;  // mzsr_conv3x3_wgrad_tc_ok does not depend on the chunking
+  const bool tc = prec != MzsrPrecision::kFp32 && mzsr_conv3x3_wgrad_tc_ok(*p);
+  mzsr_wgrad_chunking_for(static_cast<long long>(p->N) * p->H * p->W, p->Cin, p->Cout, tc, &p->chunk_pixels,
+                          &p->num_chunks);
+  return tc ? 1 : 0;
+}
+
+// The partial kernel(s) of a plan, then the fixed-order reduction (2 or 3 launches).
+inline void mzsr_launch_wgrad(const Conv3x3WgradParams& p, MzsrPrecision prec, int plan, cudaStream_t stream) {
+  if (plan == 2) {
+    mzsr_launch_conv3x3_wgrad_halo_bf16(p, stream);
+  } else if (plan == 1) {
+    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec, stream);  // bias partials included
+  } else {
+    mzsr_launch_conv3x3_wgrad_partial_simt(p, stream);
+    mzsr_launch_conv3x3_bgrad_partial(p, stream);
+  }
+  mzsr_launch_conv3x3_wgrad_reduce(p, stream);
+}
+
 // --- elementwise (elementwise.cu) -------------------------------------------------------
 void mzsr_launch_l1_loss_grad_partial(const L1Params& p, cudaStream_t stream);
 void mzsr_launch_l1_loss_finalize(const L1Params& p, cudaStream_t stream);

@@ -35,7 +35,11 @@ int emu_conv(const float* x, const float* wpack, const float* bias, const float*
   return mzsr_launch_conv3x3(p, prec_of(mode % 10), op, nullptr, mode / 10);
 }
 
-int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int H, int W, int Cin, int Cout, int mode) {
+// mode as emu_conv; returns the plan that ran (mzsr_wgrad_plan: 0 SIMT, 1 tc, 2 halo).
+// halo_max_chunks > 0 overrides the halo plan's chunk cap (several tiles per chunk at
+// emulator-sized shapes).
+int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int H, int W, int Cin, int Cout, int mode,
+              int halo_max_chunks) {
   Conv3x3WgradParams p{};
   p.x = x;
   p.gy = gy;
@@ -46,9 +50,8 @@ int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int 
   p.W = W;
   p.Cin = Cin;
   p.Cout = Cout;
-  p.chunk_pixels = kMzsrWgradChunkAlign;
-  const bool tc = mode != 0 && mzsr_conv3x3_wgrad_tc_ok(p);
-  mzsr_wgrad_chunking_for(static_cast<long long>(N) * H * W, Cin, Cout, tc, &p.chunk_pixels, &p.num_chunks);
+  const int plan = mzsr_wgrad_plan(&p, prec_of(mode % 10), mode / 10);
+  if (plan == 2 && halo_max_chunks > 0) p.num_chunks = mzsr_wgrad_halo_chunks(N, H, W, halo_max_chunks);
   std::vector<float> pw(static_cast<size_t>(p.num_chunks) * 9 * Cin * Cout + 64, -1e30f);
   std::vector<float> pb(static_cast<size_t>(p.num_chunks) * Cout, -1e30f);
   // 32-byte aligned workspace as cudaMalloc's
@@ -56,14 +59,8 @@ int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int 
   while (reinterpret_cast<uintptr_t>(pwa) % 32) ++pwa;
   p.partial_w = pwa;
   p.partial_b = pb.data();
-  if (tc) {
-    mzsr_launch_conv3x3_wgrad_partial_tc(p, prec_of(mode), nullptr);  // bias partials included
-  } else {
-    mzsr_launch_conv3x3_wgrad_partial_simt(p, nullptr);
-    mzsr_launch_conv3x3_bgrad_partial(p, nullptr);
-  }
-  mzsr_launch_conv3x3_wgrad_reduce(p, nullptr);
-  return tc ? 1 : 0;
+  mzsr_launch_wgrad(p, prec_of(mode % 10), plan, nullptr);
+  return plan;
 }
 
 void emu_l1(const float* pred, const float* target, float* grad, float* loss, long long numel) {
