@@ -26,7 +26,7 @@ REPS = 10
 LAYERS = [(64, 64), (3, 64), (64, 3)]
 #: cuda_<precision>[:1|:2]: ":1" = the tensor-core conv kernel's second warp layout (4x2 warps
 #: of 32x32 instead of 2x2 of 64x32); ":2" = conv3x3_halo.cu (bf16 halo tiles for 64->64,
-#: exact thin kernels for the 3-channel layers, bf16 halo wgrad for 64->64).
+#: exact thin kernels (fwd, dgrad, wgrad) for the 3-channel layers, bf16 halo wgrad for 64->64).
 PROVIDERS = ["cudnn_tf32", "cudnn_fp32", "cuda_fp32", "cuda_tf32", "cuda_bf16", "cuda_tf32:1", "cuda_bf16:1",
              "cuda_fp32:2", "cuda_bf16:2"]
 
@@ -48,8 +48,6 @@ def test_conv3x3_op(benchmark, provider, layer, op):
     ci, co = layer
     if provider.endswith(":1") and (op == "wgrad" or ci == 3 or co == 3):
         pytest.skip("variant 1 only changes the tensor-core conv kernel (64-channel fwd/dgrad)")
-    if provider.endswith(":2") and op == "wgrad" and not (provider == "cuda_bf16:2" and ci == co == 64):
-        pytest.skip("variant 2 changes the weight gradient of the bf16 64->64 layers only")
     if provider == "cuda_fp32:2" and ci == co:
         pytest.skip("variant 2 in fp32 only changes the 3-channel layers")
     if op == "dgrad" and ci == 3:

@@ -17,7 +17,8 @@
 //    channels, 8 pixels per thread.  Both replace the BK = 16 tiled GEMM of
 //    conv3x3_simt.cu, whose K loop is latency bound for these shapes.
 //  * wgrad halo (bf16, Cin == Cout == 64): weight-gradient partials over whole 8 x 16
-//    tiles, the three taps of a kernel row per block sharing the staged gy tile (below).
+//    tiles, the three taps of a kernel row per block sharing the staged gy tile; wgrad
+//    thin (exact fp32) for the 3-channel layers (below).
 //
 // Not yet measured on a GPU: selected by the "bf16:2" / "tf32:2" / "fp32:2" precision
 // strings (MZSR_FAST_CUDA_VARIANT=2 for the cuda backend) so the GPU check compares it
@@ -415,6 +416,97 @@ __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_
 }
 
 
+// ------------------------------------------------------------------ weight gradient (thin, fp32)
+// The 3-channel layers' weight gradients (9 x 3 x 64 = 1728 values over all pixels),
+// exact fp32: block = one chunk of pixels, thread = (tap, 4 channels of the wide side),
+// accumulating its 4 x (<= 4) products over the chunk's pixels in order; the thread of the
+// centre tap also sums gy for the bias.  Same partial layout as the other wgrad kernels.
+// THIN_IN: Cin <= 4 (x thin, gy wide: Cout % 4 == 0); else Cout <= 4 (x wide: Cin % 4 == 0).
+constexpr int kWgradThinChunk = 256;  // pixels per chunk (256 chunks at 256^2)
+
+template <bool THIN_IN>
+__global__ void __launch_bounds__(9 * kThinMaxC / 4) mzsr_conv3x3_wgrad_thin_nhwc(Conv3x3WgradParams p) {
+  const int P = p.N * p.H * p.W;
+  const int wide = THIN_IN ? p.Cout : p.Cin;
+  const int thin = THIN_IN ? p.Cin : p.Cout;
+  const int G = wide / 4;
+  const int tid = threadIdx.x;
+  const int tap = tid / G, w4 = tid % G;
+  const int dh = tap / 3 - 1, dw = tap % 3 - 1;
+  const int chunk = blockIdx.x;
+  const int pstart = chunk * p.chunk_pixels;
+  const int pend = min(pstart + p.chunk_pixels, P);
+  float acc[4][4];  // [wide channel of the 4][thin channel]
+#pragma unroll
+  for (int a = 0; a < 4; ++a)
+#pragma unroll
+    for (int b = 0; b < 4; ++b) acc[a][b] = 0.f;
+  float bsum[4] = {0.f, 0.f, 0.f, 0.f};
+  const bool centre = tap == 4;
+  for (int pix = pstart; pix < pend; ++pix) {
+    const PixelPos q = pixel_pos(pix, P, p.H, p.W);
+    const int nb = neighbour(q, dh, dw, p.H, p.W);  // x[p + tap] pairs with gy[p]
+    float wv[4], tv[4] = {0.f, 0.f, 0.f, 0.f};
+    if (THIN_IN) {
+      const float4 g = ldg4(p.gy + static_cast<long long>(pix) * p.Cout + w4 * 4);
+      wv[0] = g.x;
+      wv[1] = g.y;
+      wv[2] = g.z;
+      wv[3] = g.w;
+      if (centre) {
+        bsum[0] += g.x;
+        bsum[1] += g.y;
+        bsum[2] += g.z;
+        bsum[3] += g.w;
+      }
+      if (nb < 0) continue;
+#pragma unroll
+      for (int b = 0; b < 4; ++b)
+        if (b < thin) tv[b] = p.x[static_cast<long long>(nb) * p.Cin + b];
+    } else {
+#pragma unroll
+      for (int b = 0; b < 4; ++b)
+        if (b < thin) tv[b] = p.gy[static_cast<long long>(pix) * p.Cout + b];
+      if (centre && w4 == 0) {
+#pragma unroll
+        for (int b = 0; b < 4; ++b) bsum[b] += tv[b];
+      }
+      if (nb < 0) continue;
+      const float4 v = ldg4(p.x + static_cast<long long>(nb) * p.Cin + w4 * 4);
+      wv[0] = v.x;
+      wv[1] = v.y;
+      wv[2] = v.z;
+      wv[3] = v.w;
+    }
+#pragma unroll
+    for (int a = 0; a < 4; ++a)
+#pragma unroll
+      for (int b = 0; b < 4; ++b) acc[a][b] = fmaf(wv[a], tv[b], acc[a][b]);
+  }
+  // partial_w[chunk, tap * Cin + ci, co]
+  float* out = p.partial_w + static_cast<long long>(chunk) * 9 * p.Cin * p.Cout;
+#pragma unroll
+  for (int a = 0; a < 4; ++a)
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      if (b >= thin) continue;
+      const int ci = THIN_IN ? b : w4 * 4 + a;
+      const int co = THIN_IN ? w4 * 4 + a : b;
+      out[(tap * p.Cin + ci) * p.Cout + co] = acc[a][b];
+    }
+  if (centre) {
+    float* pb = p.partial_b + static_cast<long long>(chunk) * p.Cout;
+    if (THIN_IN) {
+#pragma unroll
+      for (int a = 0; a < 4; ++a) pb[w4 * 4 + a] = bsum[a];
+    } else if (w4 == 0) {
+#pragma unroll
+      for (int b = 0; b < 4; ++b)
+        if (b < thin) pb[b] = bsum[b];
+    }
+  }
+}
+
 }  // namespace mzsr
 
 bool mzsr_conv3x3_halo_ok(const Conv3x3Params& p) {
@@ -470,4 +562,26 @@ int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks) {
 void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream) {
   auto k = mzsr::mzsr_conv3x3_wgrad_halo_bf16_nhwc;
   MZSR_LAUNCH(k, dim3(p.num_chunks, 3), dim3(mzsr::kHaloThreads), 0, stream)(p);
+}
+
+bool mzsr_conv3x3_wgrad_thin_ok(const Conv3x3WgradParams& p) {
+  using mzsr::aligned16;
+  if (p.Cin < 1 || p.Cout < 1) return false;
+  if (p.Cin <= 4) return p.Cout % 4 == 0 && p.Cout <= mzsr::kThinMaxC && aligned16(p.gy);
+  if (p.Cout <= 4) return p.Cin % 4 == 0 && p.Cin <= mzsr::kThinMaxC && aligned16(p.x);
+  return false;
+}
+
+int mzsr_wgrad_thin_chunk_pixels() { return mzsr::kWgradThinChunk; }
+
+void mzsr_launch_conv3x3_wgrad_thin(const Conv3x3WgradParams& p, cudaStream_t stream) {
+  const int wide = p.Cin <= 4 ? p.Cout : p.Cin;
+  const dim3 block(9 * wide / 4);
+  if (p.Cin <= 4) {
+    auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<true>;
+    MZSR_LAUNCH(k, dim3(p.num_chunks), block, 0, stream)(p);
+  } else {
+    auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<false>;
+    MZSR_LAUNCH(k, dim3(p.num_chunks), block, 0, stream)(p);
+  }
 }

@@ -85,10 +85,23 @@ bool mzsr_conv3x3_wgrad_halo_ok(const Conv3x3WgradParams& p);
 int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks = kMzsrWgradHaloMaxChunks);
 void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream);
 
+// Variant 2 (conv3x3_halo.cu): exact fp32 partials for the 3-channel layers (Cin <= 4 with
+// Cout % 4 == 0, or Cout <= 4 with Cin % 4 == 0; <= 128 wide), chunks of
+// mzsr_wgrad_thin_chunk_pixels() pixels (bias partials included).
+bool mzsr_conv3x3_wgrad_thin_ok(const Conv3x3WgradParams& p);
+int mzsr_wgrad_thin_chunk_pixels();
+void mzsr_launch_conv3x3_wgrad_thin(const Conv3x3WgradParams& p, cudaStream_t stream);
+
 // The weight-gradient plan: which partial kernel runs (0 SIMT + bias kernel, 1 WMMA tc,
-// 2 halo) and its chunking (sets p->chunk_pixels, p->num_chunks; the workspaces are
+// 2 halo, 3 thin) and its chunking (sets p->chunk_pixels, p->num_chunks; the workspaces are
 // sized from num_chunks afterwards: partial_w / partial_b may still be null here).
 inline int mzsr_wgrad_plan(Conv3x3WgradParams* p, MzsrPrecision prec, int variant) {
+  const long long P = static_cast<long long>(p->N) * p->H * p->W;
+  if (variant == 2 && mzsr_conv3x3_wgrad_thin_ok(*p)) {  // exact: any precision
+    p->chunk_pixels = mzsr_wgrad_thin_chunk_pixels();
+    p->num_chunks = static_cast<int>((P + p->chunk_pixels - 1) / p->chunk_pixels);
+    return 3;
+  }
   if (variant == 2 && prec == MzsrPrecision::kBf16 && mzsr_conv3x3_wgrad_halo_ok(*p)) {
     p->chunk_pixels = 0;  // the halo kernel cuts whole tiles, not pixel ranges
     p->num_chunks = mzsr_wgrad_halo_chunks(p->N, p->H, p->W);
@@ -96,14 +109,15 @@ inline int mzsr_wgrad_plan(Conv3x3WgradParams* p, MzsrPrecision prec, int varian
   }
   p->chunk_pixels = kMzsrWgradChunkAlign;  // mzsr_conv3x3_wgrad_tc_ok does not depend on the chunking
   const bool tc = prec != MzsrPrecision::kFp32 && mzsr_conv3x3_wgrad_tc_ok(*p);
-  mzsr_wgrad_chunking_for(static_cast<long long>(p->N) * p->H * p->W, p->Cin, p->Cout, tc, &p->chunk_pixels,
-                          &p->num_chunks);
+  mzsr_wgrad_chunking_for(P, p->Cin, p->Cout, tc, &p->chunk_pixels, &p->num_chunks);
   return tc ? 1 : 0;
 }
 
 // The partial kernel(s) of a plan, then the fixed-order reduction (2 or 3 launches).
 inline void mzsr_launch_wgrad(const Conv3x3WgradParams& p, MzsrPrecision prec, int plan, cudaStream_t stream) {
-  if (plan == 2) {
+  if (plan == 3) {
+    mzsr_launch_conv3x3_wgrad_thin(p, stream);
+  } else if (plan == 2) {
     mzsr_launch_conv3x3_wgrad_halo_bf16(p, stream);
   } else if (plan == 1) {
     mzsr_launch_conv3x3_wgrad_partial_tc(p, prec, stream);  // bias partials included
