@@ -64,29 +64,7 @@ __device__ __forceinline__ void halo_epilogue(const Conv3x3Params& p, const floa
     float v[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) v[q] = Cs[m * kHaloLDC + c4 * 4 + q];
-    if (p.bias) {
-#pragma unroll
-      for (int q = 0; q < 4; ++q) v[q] += p.bias[co + q];
-    }
-    if (p.relu) {
-#pragma unroll
-      for (int q = 0; q < 4; ++q) v[q] = fmaxf(v[q], 0.f);
-    }
-    if (p.mask) {
-      const float4 mk = ldg4(p.mask + o);
-      v[0] = mk.x > 0.f ? v[0] : 0.f;
-      v[1] = mk.y > 0.f ? v[1] : 0.f;
-      v[2] = mk.z > 0.f ? v[2] : 0.f;
-      v[3] = mk.w > 0.f ? v[3] : 0.f;
-    }
-    if (p.residual) {
-      const float4 rs = ldg4(p.residual + o);
-      v[0] += rs.x;
-      v[1] += rs.y;
-      v[2] += rs.z;
-      v[3] += rs.w;
-    }
-    *reinterpret_cast<float4*>(p.y + o) = make_float4(v[0], v[1], v[2], v[3]);
+    conv_epilogue_store4(p, o, co, v);
   }
 }
 

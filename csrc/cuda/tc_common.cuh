@@ -38,6 +38,34 @@ __device__ __forceinline__ float4 zero4() { return make_float4(0.f, 0.f, 0.f, 0.
 
 __device__ __forceinline__ float4 ldg4(const float* src) { return *reinterpret_cast<const float4*>(src); }
 
+// The conv epilogue of conv3x3_params.h on 4 consecutive channels co..co+3 of output
+// element offset o (16-byte aligned): + bias, ReLU, * (mask > 0), + residual, one float4 store.
+__device__ __forceinline__ void conv_epilogue_store4(const Conv3x3Params& p, long long o, int co, float (&v)[4]) {
+  if (p.bias) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) v[q] += p.bias[co + q];
+  }
+  if (p.relu) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) v[q] = fmaxf(v[q], 0.f);
+  }
+  if (p.mask) {
+    const float4 mk = ldg4(p.mask + o);
+    v[0] = mk.x > 0.f ? v[0] : 0.f;
+    v[1] = mk.y > 0.f ? v[1] : 0.f;
+    v[2] = mk.z > 0.f ? v[2] : 0.f;
+    v[3] = mk.w > 0.f ? v[3] : 0.f;
+  }
+  if (p.residual) {
+    const float4 rs = ldg4(p.residual + o);
+    v[0] += rs.x;
+    v[1] += rs.y;
+    v[2] += rs.z;
+    v[3] += rs.w;
+  }
+  *reinterpret_cast<float4*>(p.y + o) = make_float4(v[0], v[1], v[2], v[3]);
+}
+
 inline bool aligned16(const void* ptr) {
   return ptr == nullptr || (reinterpret_cast<unsigned long long>(ptr) & 15ull) == 0;
 }
