@@ -108,7 +108,7 @@ def emu(tmp_path_factory):
         pytest.skip("no C++ compiler (g++) for the CUDA emulator")
     out = str(tmp_path_factory.mktemp("emu") / "libmzsr_emu.so")
     d = os.path.join(REPO, "csrc", "cuda")
-    cmd = [cxx, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-DMZSR_CUDA_EMU",
+    cmd = [cxx, "-std=c++20", "-O1", "-fno-strict-aliasing", "-pthread", "-shared", "-fPIC", "-DMZSR_CUDA_EMU",
            f"-I{os.path.join(REPO, 'csrc')}",
            "-Wno-unknown-pragmas", "-x", "c++"] + [os.path.join(d, f) for f in _EMU_SOURCES] + [
            "-x", "none", os.path.join(d, "emu", "emu_ops.cpp"), "-o", out]

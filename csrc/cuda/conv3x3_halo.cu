@@ -89,15 +89,16 @@ __device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
 
   // ---- halo: rows h0-1 .. h0+8, columns w0-1 .. w0+16, 64 channels; zero outside the image
   constexpr int kC4 = kHaloC / 4;  // float4 per pixel
-  for (int e = tid; e < kHaloRows * kHaloCols * kC4; e += kHaloThreads) {
-    const int c4 = e % kC4, pix = e / kC4;
-    const int hr = pix / kHaloCols, wc = pix % kHaloCols;
-    const int h = h0 - 1 + hr, w = w0 - 1 + wc;
-    float4 v = zero4();
-    if (h >= 0 && h < p.H && w >= 0 && w < p.W)
-      v = ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c4 * 4);
-    store4<T>(halo + pix * kHaloCP + c4 * 4, v);
-  }
+  staged_copy<kHaloThreads, 6>(
+      kHaloRows * kHaloCols * kC4,
+      [&](int e) {
+        const int c4 = e % kC4, pix = e / kC4;
+        const int h = h0 - 1 + pix / kHaloCols, w = w0 - 1 + pix % kHaloCols;
+        return h >= 0 && h < p.H && w >= 0 && w < p.W
+                   ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c4 * 4)
+                   : zero4();
+      },
+      [&](int e, float4 v) { store4<T>(halo + (e / kC4) * kHaloCP + (e % kC4) * 4, v); });
 
   // ---- weights of one tap: Ws[ci][co] = wpack[tap * 64 + ci, n0 + co]; 8 float4 per thread
   constexpr int kWR = kHaloC * kHaloBN / 4 / kHaloThreads;
@@ -327,14 +328,16 @@ __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_
     const int rem = t - n * tiles_w * tiles_h;
     const int h0 = (rem / tiles_w) * kHaloTH, w0 = (rem % tiles_w) * kHaloTW;
     __syncthreads();  // the previous tile's fragments are consumed
-    for (int e = tid; e < kHaloTH * kHaloCols * 16; e += kHaloThreads) {
-      const int q4 = e % 16, pix = e / 16;
-      const int h = h0 + pix / kHaloCols + kh - 1, w = w0 - 1 + pix % kHaloCols;
-      float4 v = zero4();
-      if (h >= 0 && h < p.H && w >= 0 && w < p.W)
-        v = ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + q4 * 4);
-      store4<T>(xs + pix * kHaloCP + q4 * 4, v);
-    }
+    staged_copy<kHaloThreads, 6>(
+        kHaloTH * kHaloCols * 16,
+        [&](int e) {
+          const int q4 = e % 16, pix = e / 16;
+          const int h = h0 + pix / kHaloCols + kh - 1, w = w0 - 1 + pix % kHaloCols;
+          return h >= 0 && h < p.H && w >= 0 && w < p.W
+                     ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + q4 * 4)
+                     : zero4();
+        },
+        [&](int e, float4 v) { store4<T>(xs + (e / 16) * kHaloCP + (e % 16) * 4, v); });
 #pragma unroll 4
     for (int r = 0; r < kHaloTH * kHaloTW / (kHaloThreads / 16); ++r) {
       const int pix = tid / 16 + (kHaloThreads / 16) * r;

@@ -25,13 +25,21 @@ struct TcTraits<__nv_bfloat16> {  // bf16
   __device__ __forceinline__ static __nv_bfloat16 cvt(float v) { return __float2bfloat16_rn(v); }
 };
 
-// Store 4 floats converted to T at dst (dst 16-byte aligned for float, 8 for bf16).
+// Store 4 floats converted to T at dst (dst 16-byte aligned for float, 8 for bf16): one
+// 16- or 8-byte shared-memory store instead of four scalar ones.
 template <typename T>
-__device__ __forceinline__ void store4(T* dst, float4 v) {
-  dst[0] = TcTraits<T>::cvt(v.x);
-  dst[1] = TcTraits<T>::cvt(v.y);
-  dst[2] = TcTraits<T>::cvt(v.z);
-  dst[3] = TcTraits<T>::cvt(v.w);
+__device__ __forceinline__ void store4(T* dst, float4 v);
+
+template <>
+__device__ __forceinline__ void store4<float>(float* dst, float4 v) {
+  *reinterpret_cast<float4*>(dst) = make_float4(TcTraits<float>::cvt(v.x), TcTraits<float>::cvt(v.y),
+                                                TcTraits<float>::cvt(v.z), TcTraits<float>::cvt(v.w));
+}
+
+template <>
+__device__ __forceinline__ void store4<__nv_bfloat16>(__nv_bfloat16* dst, float4 v) {
+  auto bits = [](float f) { return static_cast<unsigned>(__bfloat16_as_ushort(__float2bfloat16_rn(f))); };
+  *reinterpret_cast<uint2*>(dst) = make_uint2(bits(v.x) | (bits(v.y) << 16), bits(v.z) | (bits(v.w) << 16));
 }
 
 __device__ __forceinline__ float4 zero4() { return make_float4(0.f, 0.f, 0.f, 0.f); }
@@ -64,6 +72,26 @@ __device__ __forceinline__ void conv_epilogue_store4(const Conv3x3Params& p, lon
     v[3] += rs.w;
   }
   *reinterpret_cast<float4*>(p.y + o) = make_float4(v[0], v[1], v[2], v[3]);
+}
+
+// Global -> shared copy of `total` float4 items, item e = threadIdx.x + k * kThreads: ld(e)
+// loads one (float4), st(e, v) stores it.  B loads are issued before their B stores, so B
+// memory requests are in flight per thread (a plain loop waits one latency per item).
+template <int kThreads, int B, typename Ld, typename St>
+__device__ __forceinline__ void staged_copy(int total, Ld ld, St st) {
+  for (int e0 = static_cast<int>(threadIdx.x); e0 < total; e0 += B * kThreads) {
+    float4 v[B];
+#pragma unroll
+    for (int u = 0; u < B; ++u) {
+      const int e = e0 + u * kThreads;
+      v[u] = e < total ? ld(e) : zero4();
+    }
+#pragma unroll
+    for (int u = 0; u < B; ++u) {
+      const int e = e0 + u * kThreads;
+      if (e < total) st(e, v[u]);
+    }
+  }
 }
 
 inline bool aligned16(const void* ptr) {

@@ -110,6 +110,11 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
   return __nv_bfloat16{static_cast<uint16_t>(u >> 16)};
 }
 inline float __bfloat162float(__nv_bfloat16 b) { return static_cast<float>(b); }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.bits; }
+struct alignas(8) uint2 {
+  unsigned x, y;
+};
+inline uint2 make_uint2(unsigned a, unsigned b) { return uint2{a, b}; }
 
 namespace nvcuda {
 namespace wmma {
