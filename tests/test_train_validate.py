@@ -3,6 +3,7 @@ validation backend, and a bad metric failing before any training."""
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from mzsr_fast import model
@@ -65,3 +66,29 @@ def test_bad_best_metric_fails_before_training(tmp_path):
     with pytest.raises(SystemExit, match="psnr_7"):
         meta.run(args)
     assert not (tmp_path / "run" / "ckpt.pt").exists()
+
+
+def test_gpu_recipe_keeps_the_validated_best_on_cpu(tmp_path):
+    """The budgeted recipe (mzsr_fast.train.gpu) with --meta-val-every: the meta stage
+    validates, keeps snapshots, and its output file is the best validation's weights (a
+    dry run on the CPU, one stage, a few seconds)."""
+    from mzsr_fast.train import gpu
+
+    data = _folder(tmp_path / "hr", 3, 40, 0)
+    val = _folder(tmp_path / "val", 1, 96, 1)
+    out = tmp_path / "recipe"
+    rc = gpu.main(["recipe", "--out", str(out), "--device", "cpu", "--threads", "1", "--time-budget", "8",
+                   "--reserve", "0", "--data", str(data), "--val-data", str(val), "--shares", "meta_x2_direct=1",
+                   "--bank-patch", "32", "--meta-patch", "16", "--meta-batch", "1", "--inner-steps", "1",
+                   "--fo-frac", "0", "--meta-val-every", "1", "--no-tf32", "--no-channels-last"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rec = summary["stages"]["meta_x2_direct"]
+    vals = [json.loads(line) for line in open(out / "meta_x2_direct" / "log.jsonl") if '"val"' in line]
+    assert vals, "no validation ran"
+    scores = [v["psnr_1"] + v["psnr_10"] for v in vals]
+    best_step = vals[int(np.argmax(scores))]["step"]
+    assert rec["steps"] == best_step
+    shipped, _ = model.load_weights(out / "mzsr_x2_direct.safetensors")
+    snap, _ = model.load_weights(out / "meta_x2_direct" / f"val_step{best_step}.safetensors")
+    assert all(torch.equal(shipped[k], snap[k]) for k in snap)

@@ -235,8 +235,15 @@ def recipe(a) -> dict:
                                 "--time-budget", f"{budget:.1f}", "--first-order-time", f"{budget * fo_frac:.1f}"]
                 if src and Path(src).is_file():
                     argv += ["--init", str(src)]
+                if a.meta_val_every > 0 and a.val_data:
+                    argv += ["--val-every", str(a.meta_val_every), "--val-data", str(a.val_data),
+                             "--best-metric", a.best_metric, "--keep-val-snapshots"]
                 args = meta.add_args(argparse.ArgumentParser()).parse_args(argv)
                 res = meta.run(args, sampler=sampler)
+                if res["best"] and (sdir / "best.safetensors").is_file():
+                    # the stage's validated best (its step is in the record) instead of the last weights
+                    res = {**res, "params": model.load_weights(sdir / "best.safetensors", device=dev)[0],
+                           "step": res["best"]["step"]}
                 val_key = ("b13" if sub == "bicubic" else "g20", scale)
             name = OUT_NAMES[stage]
             dst = out / f"{name}.safetensors"
@@ -346,6 +353,10 @@ def main(argv=None) -> int:
     r.add_argument("--beta", type=float, default=1e-4)
     r.add_argument("--anneal-iters", type=int, default=500)
     r.add_argument("--fo-frac", type=float, default=0.5, help="fraction of each meta stage run first-order")
+    r.add_argument("--meta-val-every", type=int, default=0,
+                   help="validate each meta stage every N iterations on --val-data and keep its best by "
+                        "--best-metric (the stage's file is then the best, not the last) (0 = off) [%(default)s]")
+    r.add_argument("--best-metric", default="psnr_1+psnr_10", help="with --meta-val-every [%(default)s]")
     k = sub.add_parser("pack", help="copy a training folder under a size limit (for the device carry)")
     k.add_argument("src")
     k.add_argument("dst")
