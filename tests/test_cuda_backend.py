@@ -124,10 +124,15 @@ def _p(t):
 
 
 def _emu_pack(lib, w):
+    """-> fp32 fwd, dgrad packings and their bf16 copies (int16 raw bits), checked against
+    the fp32 ones rounded to bf16."""
     co, ci = w.shape[:2]
     fwd, dg = torch.empty(9 * ci, co), torch.empty(9 * co, ci)
-    lib.emu_pack(_p(w), _p(fwd), _p(dg), co, ci)
-    return fwd, dg
+    fwd16, dg16 = torch.empty(9 * ci, co, dtype=torch.int16), torch.empty(9 * co, ci, dtype=torch.int16)
+    lib.emu_pack(_p(w), _p(fwd), _p(dg), _p(fwd16), _p(dg16), co, ci)
+    for a, b in ((fwd, fwd16), (dg, dg16)):
+        assert torch.equal(b.view(torch.bfloat16), a.to(torch.bfloat16)), "bf16 packing != fp32 packing rounded"
+    return fwd, dg, fwd16, dg16
 
 
 _EMU_MODE = {"fp32": 0, "tf32": 1, "bf16": 2, "tf32:1": 11, "bf16:1": 12, "fp32:2": 20, "tf32:2": 21, "bf16:2": 22}
@@ -163,20 +168,22 @@ def test_kernels_on_cpu_emulator(emu, shape, precision):
     b = torch.randn(co, generator=g)
     res = torch.randn(N, H, W, co, generator=g)
     gy = torch.randn(N, H, W, co, generator=g)
-    fwd, dg = _emu_pack(emu, w)
+    fwd, dg, fwd16, dg16 = _emu_pack(emu, w)
+    if precision != "bf16:2":  # as the binding: only variant 2 in bf16 packs (and reads) bf16 weights
+        fwd16 = dg16 = None
     y = torch.full((N, H, W, co), float("nan"))
-    kern = emu.emu_conv(_p(x), _p(fwd), _p(b), _p(None), _p(None), _p(y), N, H, W, ci, co, 1, 0, mode)
+    kern = emu.emu_conv(_p(x), _p(fwd), _p(fwd16), _p(b), _p(None), _p(None), _p(y), N, H, W, ci, co, 1, 0, mode)
     assert kern == _emu_kernel(precision, ci, co)
     _close(y, R.conv3x3_fwd(x.double(), w.double(), b.double(), True), tol, f"fwd relu {shape} {precision}")
     y.fill_(float("nan"))
-    emu.emu_conv(_p(x), _p(fwd), _p(None), _p(None), _p(res), _p(y), N, H, W, ci, co, 0, 0, mode)
+    emu.emu_conv(_p(x), _p(fwd), _p(fwd16), _p(None), _p(None), _p(res), _p(y), N, H, W, ci, co, 0, 0, mode)
     _close(y, R.conv3x3_fwd(x.double(), w.double(), None, False, res.double()), tol, f"fwd residual {shape}")
     gx = torch.full((N, H, W, ci), float("nan"))
-    kern = emu.emu_conv(_p(gy), _p(dg), _p(None), _p(x), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
+    kern = emu.emu_conv(_p(gy), _p(dg), _p(dg16), _p(None), _p(x), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
     assert kern == _emu_kernel(precision, co, ci)
     _close(gx, R.conv3x3_dgrad(gy.double(), w.double(), x.double()), tol, f"dgrad mask {shape} {precision}")
     gx.fill_(float("nan"))
-    emu.emu_conv(_p(gy), _p(dg), _p(None), _p(None), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
+    emu.emu_conv(_p(gy), _p(dg), _p(dg16), _p(None), _p(None), _p(None), _p(gx), N, H, W, co, ci, 0, 1, mode)
     _close(gx, R.conv3x3_dgrad(gy.double(), w.double()), tol, f"dgrad {shape} {precision}")
     gw, gb = torch.full((co, ci, 3, 3), float("nan")), torch.full((co,), float("nan"))
     plan = emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, mode, 0)

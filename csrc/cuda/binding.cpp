@@ -111,24 +111,45 @@ void check_bias(const at::Tensor& b, const at::Tensor& ref, const char* what, in
 
 const float* fptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
+// One packed GEMM operand: fp32, plus its bf16 copy (same layout, raw bits as int16) for
+// the kernels that read bf16 weights (variant 2: conv3x3_halo.cu); b16 undefined otherwise.
+struct PackedW {
+  at::Tensor f32, b16;
+};
+
+// Whether the kernels of `prec` read the bf16 copy of the packed weights.
+bool wants_b16(Prec prec) { return prec.variant == 2 && prec.p == MzsrPrecision::kBf16; }
+
 // Packed GEMM operands of OIHW weights: fwd (9*Cin, Cout) for every layer, dgrad
-// (9*Cout, Cin) for the layers with want_dgrad[i].  One launch per 16 layers.
+// (9*Cout, Cin) for the layers with want_dgrad[i], each with a bf16 copy if b16.  One
+// launch per 16 layers.
 void pack_weights(const std::vector<at::Tensor>& ws, const std::vector<bool>& want_fwd,
-                  const std::vector<bool>& want_dgrad, std::vector<at::Tensor>* fwd, std::vector<at::Tensor>* dgrad) {
+                  const std::vector<bool>& want_dgrad, bool b16, std::vector<PackedW>* fwd,
+                  std::vector<PackedW>* dgrad) {
   const size_t L = ws.size();
-  fwd->assign(L, at::Tensor());
-  dgrad->assign(L, at::Tensor());
+  fwd->assign(L, PackedW());
+  dgrad->assign(L, PackedW());
+  auto alloc = [&](int64_t rows, int64_t cols, const at::Tensor& w) {
+    PackedW out{at::empty({rows, cols}, w.options()), at::Tensor()};
+    if (b16) out.b16 = at::empty({rows, cols}, w.options().dtype(at::kShort));
+    return out;
+  };
+  auto b16ptr = [](const PackedW& pw) {
+    return pw.b16.defined() ? reinterpret_cast<unsigned short*>(pw.b16.data_ptr<int16_t>()) : nullptr;
+  };
   for (size_t s = 0; s < L; s += Conv3x3PackParams::kMaxLayers) {
     Conv3x3PackParams p{};
     for (size_t i = s; i < L && p.count < Conv3x3PackParams::kMaxLayers; ++i) {
       const at::Tensor& w = ws[i];
       const int64_t co = w.size(0), ci = w.size(1);
-      if (want_fwd[i]) (*fwd)[i] = at::empty({9 * ci, co}, w.options());
-      if (want_dgrad[i]) (*dgrad)[i] = at::empty({9 * co, ci}, w.options());
+      if (want_fwd[i]) (*fwd)[i] = alloc(9 * ci, co, w);
+      if (want_dgrad[i]) (*dgrad)[i] = alloc(9 * co, ci, w);
       const int l = p.count++;
       p.w[l] = w.data_ptr<float>();
-      p.fwd[l] = want_fwd[i] ? (*fwd)[i].data_ptr<float>() : nullptr;
-      p.dgrad[l] = want_dgrad[i] ? (*dgrad)[i].data_ptr<float>() : nullptr;
+      p.fwd[l] = want_fwd[i] ? (*fwd)[i].f32.data_ptr<float>() : nullptr;
+      p.dgrad[l] = want_dgrad[i] ? (*dgrad)[i].f32.data_ptr<float>() : nullptr;
+      p.fwd16[l] = want_fwd[i] ? b16ptr((*fwd)[i]) : nullptr;
+      p.dgrad16[l] = want_dgrad[i] ? b16ptr((*dgrad)[i]) : nullptr;
       p.cin[l] = static_cast<int>(ci);
       p.cout[l] = static_cast<int>(co);
     }
@@ -137,19 +158,20 @@ void pack_weights(const std::vector<at::Tensor>& ws, const std::vector<bool>& wa
   }
 }
 
-at::Tensor pack_one(const at::Tensor& w, bool dgrad) {
-  std::vector<at::Tensor> f, d;
-  pack_weights({w}, {!dgrad}, {dgrad}, &f, &d);
+PackedW pack_one(const at::Tensor& w, bool dgrad, Prec prec) {
+  std::vector<PackedW> f, d;
+  pack_weights({w}, {!dgrad}, {dgrad}, wants_b16(prec), &f, &d);
   return dgrad ? d[0] : f[0];
 }
 
 // y = epilogue(conv(x, wpack)); the tensor-core kernel when prec != fp32 and it applies.
-at::Tensor run_conv(const at::Tensor& x, const at::Tensor& wpack, int64_t cout, const float* bias,
+at::Tensor run_conv(const at::Tensor& x, const PackedW& wpack, int64_t cout, const float* bias,
                     const at::Tensor* mask, const at::Tensor* residual, bool relu, Prec prec, Conv3x3Op op) {
   at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2), cout}, x.options());
   Conv3x3Params p{};
   p.x = x.data_ptr<float>();
-  p.wpack = wpack.data_ptr<float>();
+  p.wpack = wpack.f32.data_ptr<float>();
+  p.wpack16 = wpack.b16.defined() ? reinterpret_cast<const unsigned short*>(wpack.b16.data_ptr<int16_t>()) : nullptr;
   p.bias = bias;
   p.mask = mask ? mask->data_ptr<float>() : nullptr;
   p.residual = residual ? residual->data_ptr<float>() : nullptr;
@@ -269,7 +291,7 @@ std::string layer_name(const std::string& prefix, size_t layer) { return prefix 
 // acts[0] = x, acts[i+1] = layer i output, acts[L] = x + net(x).  keep = false keeps
 // only the last (forward-only use frees the others as it goes).
 std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, Prec prec, bool keep,
-                                         const std::vector<at::Tensor>& wfwd, const std::string& prefix) {
+                                         const std::vector<PackedW>& wfwd, const std::string& prefix) {
   const size_t L = net.layers();
   std::vector<at::Tensor> acts{x};
   at::Tensor h = x;
@@ -288,12 +310,12 @@ std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, Pr
 std::vector<at::Tensor> net_grads_impl(const Net& net, const at::Tensor& x, const at::Tensor& target,
                                        Prec prec, float* loss_out, const std::string& prefix) {
   const size_t L = net.layers();
-  std::vector<at::Tensor> wfwd, wdg;
+  std::vector<PackedW> wfwd, wdg;
   {
     NvtxRange r(prefix + "/pack");
     std::vector<bool> want_dg(L, true);
     want_dg[0] = false;  // no input gradient of the first layer
-    pack_weights(net.w, std::vector<bool>(L, true), want_dg, &wfwd, &wdg);
+    pack_weights(net.w, std::vector<bool>(L, true), want_dg, wants_b16(prec), &wfwd, &wdg);
   }
   std::vector<at::Tensor> acts;
   {
@@ -348,7 +370,7 @@ at::Tensor conv3x3_fwd_p(const at::Tensor& x, const at::Tensor& w, const std::op
   if (has_b) check_bias(*b, x, "b", cout);
   const bool has_r = residual.has_value() && residual->defined();
   if (has_r) check_same_nhwc(*residual, x, "residual", cout);
-  at::Tensor wp = pack_one(w.contiguous(), false);
+  const PackedW wp = pack_one(w.contiguous(), false, prec);
   return run_conv(x, wp, cout, has_b ? b->data_ptr<float>() : nullptr, nullptr, has_r ? &*residual : nullptr, relu,
                   prec, Conv3x3Op::kFwd);
 }
@@ -364,7 +386,7 @@ at::Tensor conv3x3_dgrad_p(const at::Tensor& gy, const at::Tensor& w, const std:
   const int64_t cin = w.size(1);
   const bool has_m = mask_src.has_value() && mask_src->defined();
   if (has_m) check_same_nhwc(*mask_src, gy, "mask_src", cin);
-  at::Tensor wp = pack_one(w, true);
+  const PackedW wp = pack_one(w, true, prec);
   return run_conv(gy, wp, cin, nullptr, has_m ? &*mask_src : nullptr, nullptr, false, prec, Conv3x3Op::kDgrad);
 }
 
@@ -382,8 +404,9 @@ at::Tensor net_forward_p(at::TensorList params, const at::Tensor& x, Prec prec) 
   check_nhwc(x, "x");
   c10::cuda::CUDAGuard guard(x.device());
   const Net net = unpack_net(params, x);
-  std::vector<at::Tensor> wfwd, wdg;
-  pack_weights(net.w, std::vector<bool>(net.layers(), true), std::vector<bool>(net.layers(), false), &wfwd, &wdg);
+  std::vector<PackedW> wfwd, wdg;
+  pack_weights(net.w, std::vector<bool>(net.layers(), true), std::vector<bool>(net.layers(), false), wants_b16(prec),
+               &wfwd, &wdg);
   return net_forward_acts(net, x, prec, false, wfwd, "mzsr/cuda/net_forward").back();
 }
 

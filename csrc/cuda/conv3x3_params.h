@@ -18,18 +18,24 @@ struct Conv3x3Params {
   float* y;               // (N, H, W, Cout) contiguous
   int N, H, W, Cin, Cout;
   int relu;               // 0 / 1
+  // bf16 copy of wpack (raw bits, same layout) or nullptr; read only by the kernels of
+  // variant 2 (conv3x3_halo.cu), which require it
+  const unsigned short* wpack16;
 };
 
 // Packing of OIHW weights w (Cout, Cin, 3, 3) into GEMM operands, several layers in one
 // launch (blockIdx.y = layer):
 //   fwd[(tap * Cin + ci) * Cout + co]          = w[co, ci, tap]          (forward)
 //   dgrad[((8 - tap) * Cout + co) * Cin + ci]  = w[co, ci, tap]          (input gradient)
-// Either output pointer may be nullptr.
+// Either output pointer may be nullptr; fwd16 / dgrad16 (optional) receive the same
+// packings rounded to bf16 (raw bits, round to nearest even).
 struct Conv3x3PackParams {
   static constexpr int kMaxLayers = 16;
   const float* w[kMaxLayers];
   float* fwd[kMaxLayers];
   float* dgrad[kMaxLayers];
+  unsigned short* fwd16[kMaxLayers];
+  unsigned short* dgrad16[kMaxLayers];
   int cin[kMaxLayers];
   int cout[kMaxLayers];
   int count;

@@ -130,8 +130,14 @@ __global__ void __launch_bounds__(kThreads) mzsr_conv3x3_pack_weights(Conv3x3Pac
     const int ci = (i / 9) % cin;
     const int co = i / (9 * cin);
     const float v = p.w[l][i];  // OIHW: ((co * cin + ci) * 9 + tap)
-    if (p.fwd[l]) p.fwd[l][(tap * cin + ci) * cout + co] = v;
-    if (p.dgrad[l]) p.dgrad[l][((8 - tap) * cout + co) * cin + ci] = v;
+    const int fi = (tap * cin + ci) * cout + co, di = ((8 - tap) * cout + co) * cin + ci;
+    if (p.fwd[l]) p.fwd[l][fi] = v;
+    if (p.dgrad[l]) p.dgrad[l][di] = v;
+    if (p.fwd16[l] || p.dgrad16[l]) {
+      const unsigned short b = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+      if (p.fwd16[l]) p.fwd16[l][fi] = b;
+      if (p.dgrad16[l]) p.dgrad16[l][di] = b;
+    }
   }
 }
 

@@ -14,12 +14,16 @@ MzsrPrecision prec_of(int mode) {
 
 extern "C" {
 
-// w (Cout, Cin, 3, 3) -> fwd (9*Cin, Cout), dgrad (9*Cout, Cin) (either may be null)
-void emu_pack(const float* w, float* fwd, float* dgrad, int Cout, int Cin) {
+// w (Cout, Cin, 3, 3) -> fwd (9*Cin, Cout), dgrad (9*Cout, Cin) and their bf16 copies
+// (any output may be null)
+void emu_pack(const float* w, float* fwd, float* dgrad, unsigned short* fwd16, unsigned short* dgrad16, int Cout,
+              int Cin) {
   Conv3x3PackParams p{};
   p.w[0] = w;
   p.fwd[0] = fwd;
   p.dgrad[0] = dgrad;
+  p.fwd16[0] = fwd16;
+  p.dgrad16[0] = dgrad16;
   p.cin[0] = Cin;
   p.cout[0] = Cout;
   p.count = 1;
@@ -28,9 +32,10 @@ void emu_pack(const float* w, float* fwd, float* dgrad, int Cout, int Cin) {
 
 // mode = variant * 10 + precision (0 fp32, 1 tf32, 2 bf16); returns the kernel that ran
 // (mzsr_conv3x3_pick: 0 SIMT, 1 WMMA tc, 2 halo, 3 thin)
-int emu_conv(const float* x, const float* wpack, const float* bias, const float* mask, const float* residual, float* y,
-             int N, int H, int W, int Cin, int Cout, int relu, int dgrad, int mode) {
-  Conv3x3Params p{x, wpack, bias, mask, residual, y, N, H, W, Cin, Cout, relu};
+// (wpack16: the bf16 packing or null, as the binding passes it for variant 2 in bf16)
+int emu_conv(const float* x, const float* wpack, const unsigned short* wpack16, const float* bias, const float* mask,
+             const float* residual, float* y, int N, int H, int W, int Cin, int Cout, int relu, int dgrad, int mode) {
+  Conv3x3Params p{x, wpack, bias, mask, residual, y, N, H, W, Cin, Cout, relu, wpack16};
   const Conv3x3Op op = dgrad ? Conv3x3Op::kDgrad : Conv3x3Op::kFwd;
   return mzsr_launch_conv3x3(p, prec_of(mode % 10), op, nullptr, mode / 10);
 }
