@@ -116,6 +116,24 @@ def test_tasks_are_deterministic_per_seed_step_index():
     assert float((x - y).abs().mean()) > 0  # the input is degraded
 
 
+def test_son_tasks_mirror_meta_test():
+    """inner="son": D_tr = LR-son -> LR and D_te = LR-up -> HR of the same patches, built
+    exactly as test time builds them (8-bit LR, son from the LR with the same kernel)."""
+    from mzsr_fast.train.data import make_lr
+
+    s = PatchSampler([_textured(60, 60, 1), _textured(64, 50, 2)], flat_threshold=0.0)
+    t = sample_task(s, step_rng(3, 7, 1), patch=32, n_train=2, n_test=3, inner="son")
+    assert t.x_tr.shape == t.y_tr.shape == (5, 3, 16, 16) and t.x_te.shape == t.y_te.shape == (5, 3, 32, 32)
+    assert torch.equal(t.y_tr, make_lr(t.y_te, t.spec))
+    assert torch.equal(t.x_te, imresize(t.y_tr, output_shape=(32, 32)))
+    assert torch.equal(t.x_tr, make_inputs(t.y_tr, t.spec))
+    assert torch.equal(t.y_tr, torch.round(t.y_tr * 255) / 255)  # the LR is 8-bit
+    same = sample_task(s, step_rng(3, 7, 1), patch=32, n_train=2, n_test=3, inner="son")
+    assert torch.equal(same.x_tr, t.x_tr)
+    with pytest.raises(ValueError, match="inner"):
+        sample_task(s, step_rng(3, 7, 1), patch=32, inner="lr")
+
+
 def test_load_folder(tmp_path):
     from PIL import Image
 

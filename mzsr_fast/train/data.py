@@ -194,12 +194,11 @@ def sample_task_spec(
     return TaskSpec(gaussian_kernel(size, v1, v2, theta), int(scale), subsampling, noise, kind)
 
 
-def make_inputs(hr: torch.Tensor, spec: TaskSpec, rng: np.random.Generator | None = None) -> torch.Tensor:
-    """hr ``(N, 3, P, P) float32`` in [0, 1] (P divisible by the scale) -> the network input
-    ``imresize(lr, output_shape=(P, P))``, same shape, where ``lr`` is the 8-bit LR made
-    by :func:`mzsr_fast.degrade` with ``spec`` (plus optional Gaussian noise)."""
-    p = hr.shape[-1]
-    if hr.shape[-2] % spec.scale or p % spec.scale:
+def make_lr(hr: torch.Tensor, spec: TaskSpec, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """hr ``(N, 3, P, P) float32`` in [0, 1] (P divisible by the scale) -> the 8-bit LR
+    ``(N, 3, P/s, P/s)`` made by :func:`mzsr_fast.degrade` with ``spec`` (plus optional
+    Gaussian noise, then quantized)."""
+    if hr.shape[-2] % spec.scale or hr.shape[-1] % spec.scale:
         raise ValueError(f"patch size {tuple(hr.shape[-2:])} must be divisible by the scale {spec.scale}")
     lr = degrade(hr, spec.kernel, spec.scale, spec.subsampling, quantize=spec.noise <= 0)
     if spec.noise > 0:
@@ -207,13 +206,20 @@ def make_inputs(hr: torch.Tensor, spec: TaskSpec, rng: np.random.Generator | Non
         g = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(lr.shape, generator=g).to(lr.device, lr.dtype) * spec.noise
         lr = torch.floor((lr + noise).clamp(0, 1) * 255.0 + 0.5) / 255.0
-    return imresize(lr, output_shape=tuple(hr.shape[-2:]))
+    return lr
+
+
+def make_inputs(hr: torch.Tensor, spec: TaskSpec, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """hr ``(N, 3, P, P) float32`` in [0, 1] (P divisible by the scale) -> the network input
+    ``imresize(lr, output_shape=(P, P))``, same shape, ``lr`` = :func:`make_lr`."""
+    return imresize(make_lr(hr, spec, rng), output_shape=tuple(hr.shape[-2:]))
 
 
 @dataclasses.dataclass
 class Task:
     """One meta-learning task: inner split (x_tr -> y_tr) and outer split (x_te -> y_te),
-    all ``(n, 3, P, P) float32``; ``spec`` its degradation."""
+    ``(n, 3, P, P) float32`` (the inner split ``(n, 3, P/s, P/s)`` with ``inner="son"``);
+    ``spec`` its degradation."""
 
     x_tr: torch.Tensor
     y_tr: torch.Tensor
@@ -233,13 +239,26 @@ def sample_task(
     subsampling: str = "direct",
     mix: dict | None = None,
     noise_max: float = 0.0,
+    inner: str = "hr",
 ) -> Task:
     """A task per SPEC section 3: one random kernel, ``n_train + n_test`` augmented HR
-    patches degraded with it."""
+    patches degraded with it.
+
+    ``inner="hr"`` (SPEC): D_tr = the first ``n_train`` patches (LR-up -> HR), D_te = the
+    other ``n_test``.  ``inner="son"`` (as at meta-test time): all ``n_train + n_test``
+    patches in both splits, D_tr = LR-son -> LR (the son made from the 8-bit LR with the
+    same kernel, bicubic-up to LR size; targets the LR), D_te = LR-up -> HR: the inner
+    steps see only what a test image offers, the outer loss is that image's SR."""
+    if inner not in ("hr", "son"):
+        raise ValueError(f"inner must be 'hr' or 'son', got {inner!r}")
     spec = sample_task_spec(rng, scale, subsampling, mix=mix, noise_max=noise_max)
     hr = sampler.sample(rng, n_train + n_test, patch)
-    x = make_inputs(hr, spec, rng)
-    return Task(x[:n_train], hr[:n_train], x[n_train:], hr[n_train:], spec)
+    if inner == "hr":
+        x = make_inputs(hr, spec, rng)
+        return Task(x[:n_train], hr[:n_train], x[n_train:], hr[n_train:], spec)
+    lr = make_lr(hr, spec, rng)
+    x_te = imresize(lr, output_shape=tuple(hr.shape[-2:]))
+    return Task(make_inputs(lr, spec, rng), lr, x_te, hr, spec)
 
 
 def sample_pretrain_batch(

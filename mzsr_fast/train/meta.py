@@ -258,6 +258,10 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--n-train", type=int, default=8, help="patches per task in D_tr (inner) [%(default)s]")
     g.add_argument("--n-test", type=int, default=8, help="patches per task in D_te (outer) [%(default)s]")
     g.add_argument("--inner-steps", type=int, default=5, help="[%(default)s]")
+    g.add_argument("--inner-data", choices=["hr", "son"], default="hr",
+                   help="inner split: 'hr' (SPEC: LR-up -> HR of n-train patches, outer on n-test others) or 'son' "
+                        "(as at test time: LR-son -> LR, outer LR-up -> HR, both on all n-train + n-test patches; "
+                        "autograd inner loop only) [%(default)s]")
     g.add_argument("--alpha", type=float, default=1e-2, help="inner SGD learning rate [%(default)s]")
     g.add_argument("--beta", type=float, default=1e-4, help="outer Adam learning rate [%(default)s]")
     g.add_argument("--outer-optim", choices=["adam", "sgd"], default="adam",
@@ -292,7 +296,7 @@ def _tasks_for(step: int, indices, sampler, args):
     return [
         sample_task(sampler, step_rng(args.seed, step, i), patch=args.patch, n_train=args.n_train,
                     n_test=args.n_test, scale=args.scale, subsampling=args.subsampling,
-                    mix=args.kernel_mix, noise_max=args.noise_max)
+                    mix=args.kernel_mix, noise_max=args.noise_max, inner=args.inner_data)
         for i in indices
     ]
 
@@ -362,7 +366,8 @@ def run(args, *, images=None, sampler=None) -> dict:
     timer = Timer(time_offset)
     last_ckpt_t = time.perf_counter()
     meta = dict(stage="meta", scale=args.scale, subsampling=args.subsampling, data=str(args.data), patch=args.patch,
-                meta_batch=args.meta_batch, inner_steps=args.inner_steps, alpha=args.alpha, beta=args.beta,
+                meta_batch=args.meta_batch, inner_steps=args.inner_steps, inner_data=args.inner_data,
+                alpha=args.alpha, beta=args.beta,
                 first_order=bool(args.first_order), first_order_steps=args.first_order_steps,
                 init=str(args.init), world=info.world, machine=machine_desc(dev))
 
@@ -380,8 +385,8 @@ def run(args, *, images=None, sampler=None) -> dict:
         from .. import backends as be_mod
 
         fast_be = be_mod.get(args.inner_backend, dev, "fp32")
-        if args.n_train != args.n_test:
-            raise SystemExit("--inner-backend needs --n-train == --n-test")
+        if args.n_train != args.n_test or args.inner_data != "hr":
+            raise SystemExit("--inner-backend needs --n-train == --n-test and --inner-data hr (one shape per task)")
     mine = dist_mod.shard(args.meta_batch, info)
     bar = make_bar(args.steps, step, "meta-train", enabled=info.main and not args.no_bar)
     t_log, n_log = time.perf_counter(), 0
