@@ -230,7 +230,8 @@ def recipe(a) -> dict:
                 fo_frac = a.fo_frac
                 argv = flags + ["--out", str(sdir), "--scale", str(scale), "--subsampling", sub,
                                 "--patch", str(a.meta_patch), "--meta-batch", str(a.meta_batch),
-                                "--inner-steps", str(a.inner_steps), "--alpha", str(a.alpha), "--beta", str(a.beta),
+                                "--inner-steps", str(a.inner_steps), "--inner-data", a.inner_data,
+                                "--alpha", str(a.alpha), "--beta", str(a.beta),
                                 "--anneal-iters", str(a.anneal_iters), "--steps", "100000000",
                                 "--time-budget", f"{budget:.1f}", "--first-order-time", f"{budget * fo_frac:.1f}"]
                 if src and Path(src).is_file():
@@ -349,6 +350,7 @@ def main(argv=None) -> int:
     r.add_argument("--meta-patch", type=int, default=64)
     r.add_argument("--meta-batch", type=int, default=5)
     r.add_argument("--inner-steps", type=int, default=5)
+    r.add_argument("--inner-data", choices=["hr", "son"], default="hr", help="meta task splits (train README)")
     r.add_argument("--alpha", type=float, default=1e-2)
     r.add_argument("--beta", type=float, default=1e-4)
     r.add_argument("--anneal-iters", type=int, default=500)
