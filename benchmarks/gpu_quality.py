@@ -40,9 +40,15 @@ def main() -> int:
                 print(f"backend {name}: unavailable ({why})", flush=True)
                 continue
             configs += [(name, p) for p in backends._load(name).precisions]
+            if name == "cuda":  # conv kernel variant 2 (MZSR_FAST_CUDA_VARIANT; the API keeps one backend per value)
+                configs.append((name, "bf16", "2"))
     results = {"machine": machine_info(), "steps": a.steps, "weights": a.weights or "shipped default", "setting": "g^d_2.0 (official set5_g20 LR)", "rows": []}
-    for name, prec in configs:
+    for name, prec, *variant in configs:
+        variant = variant[0] if variant else "0"
+        os.environ["MZSR_FAST_CUDA_VARIANT"] = variant
         row = {"backend": name, "precision": prec, "images": {}}
+        if variant != "0":
+            row["cuda_variant"] = variant
         try:
             for n, (lr, hr) in imgs.items():
                 x = torch.from_numpy(lr.copy()).permute(2, 0, 1).float().div(255).to(dev)
@@ -73,12 +79,13 @@ def main() -> int:
     print(f"\nMZSR({a.steps}) on Set5 g^d_2.0, {results['machine'].get('gpu')}: mean PSNR, baby (256^2 LR) median latency")
     for r in results["rows"]:
         if "mean_psnr" not in r:
-            print(f"  {r['backend']:>9}/{r['precision']:<5} ERROR {r.get('error')}")
+            print(f"  {r['backend']:>9}/{r['precision']:<5} ERROR {r.get('error')} {r.get('cuda_variant', '')}")
             continue
         t = r["images"].get("baby.png", {}).get("median_s", float("nan"))
         sp = base["images"]["baby.png"]["median_s"] / t if base and "baby.png" in base.get("images", {}) else float("nan")
         d = r["mean_psnr"] - base["mean_psnr"] if base and "mean_psnr" in base else float("nan")
-        print(f"  {r['backend']:>9}/{r['precision']:<5} PSNR {r['mean_psnr']:.3f} dB (d {d:+.3f})  baby {t * 1e3:8.2f} ms  "
+        tag = f"{r['precision']}:{r['cuda_variant']}" if "cuda_variant" in r else r["precision"]
+        print(f"  {r['backend']:>9}/{tag:<7} PSNR {r['mean_psnr']:.3f} dB (d {d:+.3f})  baby {t * 1e3:8.2f} ms  "
               f"speed-up vs reference/tf32 {sp:5.2f}x")
     return 0
 
