@@ -319,12 +319,7 @@ __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_
   float bsum[4] = {0.f, 0.f, 0.f, 0.f};
 
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[3][2][2];
-#pragma unroll
-  for (int kw = 0; kw < 3; ++kw)
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[kw][i][j], 0.f);
+  zero_fragments(acc);
 
   for (int t = t0; t < t1; ++t) {
     const int n = t / (tiles_w * tiles_h);

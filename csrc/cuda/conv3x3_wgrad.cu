@@ -185,12 +185,7 @@ __global__ void __launch_bounds__(kTcThreads) mzsr_conv3x3_wgrad_tc_nhwc(Conv3x3
   };
 
   wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float> acc[3][2][2];
-#pragma unroll
-  for (int kw = 0; kw < 3; ++kw)
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[kw][i][j], 0.f);
+  zero_fragments(acc);
 
   load_tile(0);
   store_tile(0);

@@ -94,6 +94,17 @@ __device__ __forceinline__ void staged_copy(int total, Ld ld, St st) {
   }
 }
 
+// Zero a 3-d array of WMMA accumulator fragments (the weight-gradient kernels' [3 taps][2][2]).
+template <typename Frag, int A, int B, int C>
+__device__ __forceinline__ void zero_fragments(Frag (&acc)[A][B][C]) {
+#pragma unroll
+  for (int a = 0; a < A; ++a)
+#pragma unroll
+    for (int b = 0; b < B; ++b)
+#pragma unroll
+      for (int c = 0; c < C; ++c) wmma::fill_fragment(acc[a][b][c], 0.f);
+}
+
 inline bool aligned16(const void* ptr) {
   return ptr == nullptr || (reinterpret_cast<unsigned long long>(ptr) & 15ull) == 0;
 }
