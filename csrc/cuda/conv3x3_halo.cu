@@ -1,5 +1,5 @@
-// Kernel variant 2 of the NHWC 3x3 conv (forward and input gradient), the Triton path's
-// structure in CUDA (same semantics and epilogue as conv3x3_simt.cu):
+// Kernel variant 2 of the NHWC 3x3 conv (forward, input gradient, weight gradient), the
+// Triton path's structure in CUDA (same semantics and epilogue as conv3x3_simt.cu):
 //
 //  * halo (bf16 tensor cores, Cin == 64, Cout % 64 == 0): a block owns an 8 x 16 pixel
 //    tile of one image and 64 output channels.  The tile's (8+2) x (16+2) x 64 input halo
@@ -8,8 +8,9 @@
 //    the halo is a WMMA A fragment, leading dimension = the padded channel stride).  The
 //    variant-0 kernel (conv3x3_tc.cu) instead reloads and reconverts the input from global
 //    memory for every tap and 16-channel step (36 K steps with a __syncthreads each).  Only
-//    one tap of weights (64 x 64) is in shared memory at a time; the next tap's weights are
-//    loaded into registers while the current tap computes.
+//    one tap of weights (64 x 64, read from a bf16 copy of the packed weights) is in
+//    shared memory at a time; the next tap's weights are loaded into registers while the
+//    current tap computes.
 //  * thin (exact fp32 FFMA, any precision): the 3-channel layers.  thin-out (Cout <= 4,
 //    Cin % 4 == 0, Cin <= 128): four threads per pixel each sum a quarter of the channels
 //    (float4 loads, weights in shared memory) and one adds the four in a fixed order;
@@ -20,9 +21,10 @@
 //    tiles, the three taps of a kernel row per block sharing the staged gy tile; wgrad
 //    thin (exact fp32) for the 3-channel layers (below).
 //
-// Not yet measured on a GPU: selected by the "bf16:2" / "tf32:2" / "fp32:2" precision
-// strings (MZSR_FAST_CUDA_VARIANT=2 for the cuda backend) so the GPU check compares it
-// with variant 0 before it becomes the default.
+// Written without a GPU (2026-11-26) and tested on the CPU emulator (csrc/cuda/emu) only;
+// the performance choices here are reasoned, not measured.  Selected by the "bf16:2" /
+// "tf32:2" / "fp32:2" precision strings (MZSR_FAST_CUDA_VARIANT=2 for the cuda backend) so
+// the GPU check compares it with variant 0 before it becomes the default.
 #include "cuda_compat.cuh"
 #include "tc_common.cuh"
 
