@@ -199,3 +199,19 @@ def test_lr_search_picks_the_lower_training_loss(backend):
     assert info0["lr_search"] is None
     with pytest.raises(ValueError, match="lr_search"):
         adapt_and_upscale(img, lr_search="yes", **kw)
+
+
+def test_steps0_with_meta_learned_weights_warns():
+    """A meta-learned start is meant to be adapted: steps=0 with such a file warns (and
+    names the pretrained file); adapted calls, the pretrained file and params dicts do not."""
+    import warnings
+
+    img = np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="pretrain_x2_bicubic"):
+        adapt_and_upscale(img, steps=0, backend="reference")
+    pre = model.WEIGHTS_DIR / "pretrain_x2_bicubic.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adapt_and_upscale(img, steps=1, backend="reference")
+        adapt_and_upscale(img, steps=0, backend="reference", weights=pre)
+        adapt_and_upscale(img, steps=0, backend="reference", weights=model.load_weights(pre)[0])
