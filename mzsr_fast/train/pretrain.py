@@ -100,16 +100,9 @@ def run(args, *, images=None, sampler=None) -> dict:
         if images is None:
             images = load_folder(args.data, min_side=args.patch)
         sampler = PatchSampler(images, flat_threshold=args.flat_threshold)
-    valset = None
-    if info.main and args.val_every and args.val_data:
-        from .validate import load_valset
+    from .validate import validation_round, validation_setup  # imports the API: only when training runs
 
-        valset = load_valset(args.val_data, val_setting, args.scale, args.val_limit)
-    val_steps = [int(s) for s in str(args.val_steps).split(",") if s.strip()]
-    if valset is not None:
-        from .validate import best_keys
-
-        best_keys(args.best_metric, val_steps)  # a bad --best-metric fails now, not at the first validation
+    valset, val_steps = validation_setup(args, val_setting, info.main)
 
     log = JsonlLogger(out / "log.jsonl", enabled=info.main)
     log.log(kind="event", event="start" if step == 0 else "resume", step=step, machine=machine_desc(dev),
@@ -168,8 +161,6 @@ def run(args, *, images=None, sampler=None) -> dict:
                 log.log(kind="train", step=step, loss=lv, lr=lr, it_s=its, time=timer.total())
                 bar.set_postfix(loss=f"{lv:.4f}", lr=f"{lr:.1e}")
             if valset is not None and step % args.val_every == 0:
-                from .validate import validation_round
-
                 best = validation_round(params, valset, val_steps, step=step, device=dev, args=args, out=out,
                                         best=best, log=log, bar=bar, prefix="pretrain", train_time_s=timer.total(),
                                         meta=meta)

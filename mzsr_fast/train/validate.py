@@ -110,6 +110,18 @@ def best_keys(metric: str, val_steps: Sequence[int]) -> list[str]:
     raise SystemExit(f"--best-metric {metric!r}: validated keys are {sorted(have)} (join with '+' to sum)")
 
 
+def validation_setup(args, setting: str, main: bool = True) -> tuple[ValSet | None, list[int]]:
+    """``(valset or None, val_steps)`` of a training run: the validation set is loaded on the
+    main rank when ``--val-every`` and ``--val-data`` are set, and a bad ``--best-metric``
+    fails here, before any training, not at the first validation."""
+    val_steps = [int(s) for s in str(args.val_steps).split(",") if s.strip()]
+    if not (main and args.val_every and args.val_data):
+        return None, val_steps
+    valset = load_valset(args.val_data, setting, args.scale, args.val_limit)
+    best_keys(args.best_metric, val_steps)
+    return valset, val_steps
+
+
 def validation_round(params, valset: ValSet, val_steps: Sequence[int], *, step: int, device, args, out: Path,
                      best: dict, log, bar, prefix: str, train_time_s: float, meta: dict) -> dict:
     """One validation during training, shared by pretraining and meta-training: validate
@@ -120,7 +132,7 @@ def validation_round(params, valset: ValSet, val_steps: Sequence[int], *, step: 
     from .common import export_weights
 
     res = validate({k: v.detach() for k, v in params.items()}, valset, val_steps, device=device,
-                   backend=getattr(args, "val_backend", "reference"))
+                   backend=args.val_backend)
     log.log(kind="val", step=step, time=train_time_s, setting=valset.setting, **res)
     bar.write(f"[{prefix}] step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
     keys = best_keys(args.best_metric, val_steps)
@@ -128,7 +140,7 @@ def validation_round(params, valset: ValSet, val_steps: Sequence[int], *, step: 
     score = sum(res[k] for k in keys)
     wmeta = dict(steps=step, train_time_s=round(train_time_s, 1), val_setting=valset.setting,
                  **{f"val_{k}": round(v, 3) for k, v in res.items()}, **meta)
-    if getattr(args, "keep_val_snapshots", False):
+    if args.keep_val_snapshots:
         export_weights(out / f"val_step{step}.safetensors", params, **wmeta)
     if score > best.get("score", best.get(key, -1e9)):
         best = {**res, "step": step, "key": key, "score": score}
