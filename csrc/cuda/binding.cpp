@@ -118,7 +118,7 @@ struct PackedW {
 };
 
 // Whether the kernels of `prec` read the bf16 copy of the packed weights.
-bool wants_b16(Prec prec) { return prec.variant == 2 && prec.p == MzsrPrecision::kBf16; }
+bool wants_b16(Prec prec) { return mzsr_conv3x3_uses_bf16_weights(prec.p, prec.variant); }
 
 // Packed GEMM operands of OIHW weights: fwd (9*Cin, Cout) for every layer, dgrad
 // (9*Cout, Cin) for the layers with want_dgrad[i], each with a bf16 copy if b16.  One

@@ -44,12 +44,18 @@ void mzsr_launch_conv3x3_halo_bf16(const Conv3x3Params& p, Conv3x3Op op, cudaStr
 bool mzsr_conv3x3_thin_ok(const Conv3x3Params& p);
 void mzsr_launch_conv3x3_thin(const Conv3x3Params& p, cudaStream_t stream);
 
+// Whether a (precision, variant) runs the halo conv, which reads the bf16 copy of the packed
+// weights (Conv3x3Params::wpack16): callers pack that copy exactly when this is true.
+inline bool mzsr_conv3x3_uses_bf16_weights(MzsrPrecision prec, int variant) {
+  return variant == 2 && prec == MzsrPrecision::kBf16;
+}
+
 // Which conv kernel run_conv-style dispatch picks (0 SIMT, 1 WMMA tc, 2 halo, 3 thin):
 // variant 2 takes thin where it applies (any precision: exact fp32), else halo for bf16
 // where it applies, else as variant 0; fp32 otherwise always SIMT.
 inline int mzsr_conv3x3_pick(const Conv3x3Params& p, MzsrPrecision prec, int variant) {
   if (variant == 2 && mzsr_conv3x3_thin_ok(p)) return 3;
-  if (variant == 2 && prec == MzsrPrecision::kBf16 && mzsr_conv3x3_halo_ok(p)) return 2;
+  if (mzsr_conv3x3_uses_bf16_weights(prec, variant) && mzsr_conv3x3_halo_ok(p)) return 2;
   if (prec != MzsrPrecision::kFp32 && mzsr_conv3x3_tc_ok(p)) return 1;
   return 0;
 }
