@@ -201,3 +201,37 @@ def test_validate_small_folder(tmp_path, setting, scale):
     assert abs(res["psnr_1"] - metrics.psnr_y(sr, hr, scale)) < 1e-9
     with pytest.raises(ValueError, match="unknown validation setting"):
         load_valset(tmp_path, "nope", 2)
+
+
+def test_one_image_tasks_draw_all_patches_from_one_image():
+    """task_images="one": every patch of a task comes from the same training image (told
+    apart here by each image's own grey level); "mixed" draws an image per patch."""
+    g = torch.Generator().manual_seed(0)
+    imgs = [(torch.full((3, 40, 40), lvl) + torch.randint(0, 9, (3, 40, 40), generator=g)).to(torch.uint8)
+            for lvl in (20, 110, 200)]
+    s = PatchSampler(imgs, flat_threshold=0.0)
+
+    def sources(t):
+        return {int(round(float(p.mean()) * 255 / 90)) for p in t.y_te}
+
+    for k in range(6):
+        t = sample_task(s, step_rng(4, k, 0), patch=16, n_train=3, n_test=3, inner="son", one_image=True)
+        assert len(sources(t)) == 1, sources(t)
+        h = sample_task(s, step_rng(4, k, 0), patch=16, n_train=3, n_test=3, one_image=True)
+        assert len(sources(h)) == 1
+    mixed = [sources(sample_task(s, step_rng(4, k, 0), patch=16, n_train=3, n_test=3)) for k in range(6)]
+    assert max(len(m) for m in mixed) > 1
+
+
+def test_bank_sampler_one_image():
+    """BankSampler(one_image=True): the task's crops all come from one source image."""
+    from mzsr_fast.train.gpu import BankSampler
+
+    g = torch.Generator().manual_seed(1)
+    ims = [(torch.full((3, 40, 44), lvl) + torch.randint(0, 30, (3, 40, 44), generator=g)).to(torch.uint8)
+           for lvl in (10, 110, 210)]
+    b = BankSampler(ims, bank_patch=32, per_mpix=20_000, device="cpu", flat_threshold=0.0)
+    src = lambda p: {int(float(q.mean()) * 255 // 100) for q in p}  # noqa: E731
+    for k in range(6):
+        assert len(src(b.sample(step_rng(2, k), 6, 16, one_image=True))) == 1
+    assert max(len(src(b.sample(step_rng(2, k), 6, 16))) for k in range(6)) > 1

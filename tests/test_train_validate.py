@@ -80,10 +80,12 @@ def test_gpu_recipe_keeps_the_validated_best_on_cpu(tmp_path):
     rc = gpu.main(["recipe", "--out", str(out), "--device", "cpu", "--threads", "1", "--time-budget", "8",
                    "--reserve", "0", "--data", str(data), "--val-data", str(val), "--shares", "meta_x2_direct=1",
                    "--bank-patch", "32", "--meta-patch", "16", "--meta-batch", "1", "--inner-steps", "1",
-                   "--fo-frac", "0", "--meta-val-every", "1", "--inner-data", "son", "--no-tf32", "--no-channels-last"])
+                   "--fo-frac", "0", "--meta-val-every", "1", "--inner-data", "son", "--task-images", "one", "--no-tf32", "--no-channels-last"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     rec = summary["stages"]["meta_x2_direct"]
+    start = json.loads(open(out / "meta_x2_direct" / "log.jsonl").readline())
+    assert start["config"]["task_images"] == "one" and start["config"]["inner_data"] == "son"
     vals = [json.loads(line) for line in open(out / "meta_x2_direct" / "log.jsonl") if '"val"' in line]
     assert vals, "no validation ran"
     scores = [v["psnr_1"] + v["psnr_10"] for v in vals]

@@ -119,14 +119,19 @@ class PatchSampler:
         y = 0.299 * p[0].float() + 0.587 * p[1].float() + 0.114 * p[2].float()
         return float(y.std())
 
-    def sample(self, rng: np.random.Generator, n: int, size: int, *, augment_: bool = True) -> torch.Tensor:
-        """``n`` patches -> ``(n, 3, size, size) float32`` in [0, 1] on the images' device."""
+    def sample(self, rng: np.random.Generator, n: int, size: int, *, augment_: bool = True,
+               one_image: bool = False) -> torch.Tensor:
+        """``n`` patches -> ``(n, 3, size, size) float32`` in [0, 1] on the images' device.
+
+        ``one_image``: all ``n`` patches come from one image (drawn once, by area), as a
+        test-time adaptation sees one image; otherwise each patch draws its own image."""
         if size > self.min_side:
             raise ValueError(f"patch size {size} exceeds the smallest training image side {self.min_side}")
+        fixed = self.images[int(rng.choice(len(self.images), p=self.p))] if one_image else None
         out = []
         for _ in range(n):
             for _t in range(self.max_tries):
-                im = self.images[int(rng.choice(len(self.images), p=self.p))]
+                im = fixed if fixed is not None else self.images[int(rng.choice(len(self.images), p=self.p))]
                 top = int(rng.integers(0, im.shape[1] - size + 1))
                 left = int(rng.integers(0, im.shape[2] - size + 1))
                 patch = im[:, top : top + size, left : left + size]
@@ -240,6 +245,7 @@ def sample_task(
     mix: dict | None = None,
     noise_max: float = 0.0,
     inner: str = "hr",
+    one_image: bool = False,
 ) -> Task:
     """A task per SPEC section 3: one random kernel, ``n_train + n_test`` augmented HR
     patches degraded with it.
@@ -248,11 +254,13 @@ def sample_task(
     other ``n_test``.  ``inner="son"`` (as at meta-test time): all ``n_train + n_test``
     patches in both splits, D_tr = LR-son -> LR (the son made from the 8-bit LR with the
     same kernel, bicubic-up to LR size; targets the LR), D_te = LR-up -> HR: the inner
-    steps see only what a test image offers, the outer loss is that image's SR."""
+    steps see only what a test image offers, the outer loss is that image's SR.
+    ``one_image``: the task's patches all come from one training image (its contrast and
+    texture, not an average over images, set the size of the inner step, as at test time)."""
     if inner not in ("hr", "son"):
         raise ValueError(f"inner must be 'hr' or 'son', got {inner!r}")
     spec = sample_task_spec(rng, scale, subsampling, mix=mix, noise_max=noise_max)
-    hr = sampler.sample(rng, n_train + n_test, patch)
+    hr = sampler.sample(rng, n_train + n_test, patch, one_image=one_image)
     if inner == "hr":
         x = make_inputs(hr, spec, rng)
         return Task(x[:n_train], hr[:n_train], x[n_train:], hr[n_train:], spec)

@@ -50,8 +50,8 @@ class BankSampler:
     def __init__(self, images, *, bank_patch: int = 96, per_mpix: float = 400.0, flat_threshold: float = 8.0,
                  device="cuda", seed: int = 0, max_bank: int = 60_000):
         rng = np.random.default_rng([seed, 12345])
-        crops = []
-        for im in images:
+        crops, owner = [], []
+        for j, im in enumerate(images):
             h, w = im.shape[1:]
             if min(h, w) < bank_patch:
                 continue
@@ -60,15 +60,20 @@ class BankSampler:
             lefts = rng.integers(0, w - bank_patch + 1, n)
             for t, l in zip(tops, lefts):
                 crops.append(im[:, t : t + bank_patch, l : l + bank_patch])
+                owner.append(j)
         if not crops:
             raise ValueError(f"no training image is at least {bank_patch} px on each side")
-        bank = torch.stack(crops)
+        bank, owner = torch.stack(crops), np.asarray(owner)
         if len(bank) > max_bank:
-            bank = bank[torch.from_numpy(rng.permutation(len(bank))[:max_bank])]
+            sel = rng.permutation(len(bank))[:max_bank]
+            bank, owner = bank[torch.from_numpy(sel)], owner[sel]
         y = (0.299 * bank[:, 0].float() + 0.587 * bank[:, 1].float() + 0.114 * bank[:, 2].float()).flatten(1)
         keep = y.std(1) >= flat_threshold
         if int(keep.sum()) >= 16:
-            bank = bank[keep]
+            bank, owner = bank[keep], owner[keep.numpy()]
+        # bank entries of each source image, for one-image tasks
+        self._by_image = [np.flatnonzero(owner == j) for j in np.unique(owner)]
+        self._entry_group = np.searchsorted(np.unique(owner), owner)
         self.bank = bank.to(device).contiguous()
         self.patch = bank_patch
         self.device = torch.device(device)
@@ -76,11 +81,18 @@ class BankSampler:
     def __len__(self):
         return len(self.bank)
 
-    def sample(self, rng: np.random.Generator, n: int, size: int, *, augment_: bool = True) -> torch.Tensor:
-        """``(n, 3, size, size) float32`` in [0, 1] on the bank's device."""
+    def sample(self, rng: np.random.Generator, n: int, size: int, *, augment_: bool = True,
+               one_image: bool = False) -> torch.Tensor:
+        """``(n, 3, size, size) float32`` in [0, 1] on the bank's device.  ``one_image``: all
+        from the bank entries of one source image (that of a random entry, so images count
+        by area, as in :class:`~mzsr_fast.train.data.PatchSampler`)."""
         if size > self.patch:
             raise ValueError(f"patch {size} > bank patch {self.patch}")
-        idx = rng.integers(0, len(self.bank), n)
+        if one_image:
+            group = self._by_image[int(self._entry_group[int(rng.integers(0, len(self.bank)))])]
+            idx = group[rng.integers(0, len(group), n)]
+        else:
+            idx = rng.integers(0, len(self.bank), n)
         oy = rng.integers(0, self.patch - size + 1, n)
         ox = rng.integers(0, self.patch - size + 1, n)
         codes = rng.integers(0, 8, n) if augment_ else np.zeros(n, np.int64)
@@ -231,6 +243,7 @@ def recipe(a) -> dict:
                 argv = flags + ["--out", str(sdir), "--scale", str(scale), "--subsampling", sub,
                                 "--patch", str(a.meta_patch), "--meta-batch", str(a.meta_batch),
                                 "--inner-steps", str(a.inner_steps), "--inner-data", a.inner_data,
+                                "--task-images", a.task_images,
                                 "--alpha", str(a.alpha), "--beta", str(a.beta),
                                 "--anneal-iters", str(a.anneal_iters), "--steps", "100000000",
                                 "--time-budget", f"{budget:.1f}", "--first-order-time", f"{budget * fo_frac:.1f}"]
@@ -351,6 +364,7 @@ def main(argv=None) -> int:
     r.add_argument("--meta-batch", type=int, default=5)
     r.add_argument("--inner-steps", type=int, default=5)
     r.add_argument("--inner-data", choices=["hr", "son"], default="hr", help="meta task splits (train README)")
+    r.add_argument("--task-images", choices=["mixed", "one"], default="mixed", help="meta task sources (train README)")
     r.add_argument("--alpha", type=float, default=1e-2)
     r.add_argument("--beta", type=float, default=1e-4)
     r.add_argument("--anneal-iters", type=int, default=500)

@@ -262,6 +262,9 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="inner split: 'hr' (SPEC: LR-up -> HR of n-train patches, outer on n-test others) or 'son' "
                         "(as at test time: LR-son -> LR, outer LR-up -> HR, both on all n-train + n-test patches; "
                         "autograd inner loop only) [%(default)s]")
+    g.add_argument("--task-images", choices=["mixed", "one"], default="mixed",
+                   help="where a task's patches come from: 'mixed' (each patch from its own random image) or "
+                        "'one' (all from one image, as a test image's adaptation sees one) [%(default)s]")
     g.add_argument("--alpha", type=float, default=1e-2, help="inner SGD learning rate [%(default)s]")
     g.add_argument("--beta", type=float, default=1e-4, help="outer Adam learning rate [%(default)s]")
     g.add_argument("--outer-optim", choices=["adam", "sgd"], default="adam",
@@ -296,7 +299,8 @@ def _tasks_for(step: int, indices, sampler, args):
     return [
         sample_task(sampler, step_rng(args.seed, step, i), patch=args.patch, n_train=args.n_train,
                     n_test=args.n_test, scale=args.scale, subsampling=args.subsampling,
-                    mix=args.kernel_mix, noise_max=args.noise_max, inner=args.inner_data)
+                    mix=args.kernel_mix, noise_max=args.noise_max, inner=args.inner_data,
+                    one_image=args.task_images == "one")
         for i in indices
     ]
 
@@ -360,6 +364,7 @@ def run(args, *, images=None, sampler=None) -> dict:
     last_ckpt_t = time.perf_counter()
     meta = dict(stage="meta", scale=args.scale, subsampling=args.subsampling, data=str(args.data), patch=args.patch,
                 meta_batch=args.meta_batch, inner_steps=args.inner_steps, inner_data=args.inner_data,
+                task_images=args.task_images,
                 alpha=args.alpha, beta=args.beta,
                 first_order=bool(args.first_order), first_order_steps=args.first_order_steps,
                 init=str(args.init), world=info.world, machine=machine_desc(dev))
