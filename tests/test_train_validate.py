@@ -47,6 +47,9 @@ def test_meta_validation_snapshots_and_sum_metric(tmp_path, val_backend):
     res = meta.run(args)
     vals = [json.loads(line) for line in open(out / "log.jsonl") if '"val"' in line]
     assert [v["step"] for v in vals] == [1, 2, 3]
+    for v in vals:  # per-image PSNRs whose mean is the logged one
+        assert sorted(v["images"]) == ["0"]
+        assert v["images"]["0"]["psnr_1"] == pytest.approx(v["psnr_1"], abs=1e-3)
     scores = [v["psnr_0"] + v["psnr_1"] for v in vals]
     best_step = [1, 2, 3][int(np.argmax(scores))]
     assert res["best"]["step"] == best_step and res["best"]["key"] == "psnr_0+psnr_1"

@@ -71,10 +71,13 @@ def validate(
     device=None,
     backend: str = "reference",
     lr_schedule=None,
-) -> dict[str, float]:
+    per_image: bool = False,
+) -> dict:
     """Mean Y-PSNR (dB) over ``valset`` for each number of adaptation steps in ``steps``
     (0 = no adaptation), plus ``bicubic``; ``shave = scale`` border pixels as ``mzsr-fast eval``.
-    Keys ``psnr_{n}``, ``bicubic``, ``val_time``."""
+    Keys ``psnr_{n}``, ``bicubic``, ``val_time`` (floats); with ``per_image`` also
+    ``images``: ``{name: {"psnr_{n}": dB}}`` (one image, e.g. Set5 butterfly, can move the mean
+    by a dB)."""
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else next(iter(params.values())).device
     p = {k: v.detach().to(dev, torch.float32) for k, v in params.items()}
@@ -84,16 +87,20 @@ def validate(
         up = imresize(lr, output_shape=hr.shape[:2])
         bic.append(metrics.psnr_y(up, hr, valset.scale))
     res["bicubic"] = float(np.mean(bic))
+    images: dict[str, dict[str, float]] = {name: {} for name, _, _ in valset.items}
     for n in steps:
         vals = []
-        for _, lr, hr in valset.items:
+        for name, lr, hr in valset.items:
             sr = adapt_and_upscale(
                 lr, scale=valset.scale, kernel=valset.kernel, steps=int(n), subsampling=valset.subsampling,
                 weights=p, backend=backend, device=dev, lr_schedule=lr_schedule,
             )
             vals.append(metrics.psnr_y(sr, hr, valset.scale))
+            images[name][f"psnr_{n}"] = round(float(vals[-1]), 3)
         res[f"psnr_{n}"] = float(np.mean(vals))
     res["val_time"] = time.perf_counter() - t0
+    if per_image:
+        res["images"] = images
     return res
 
 
@@ -132,8 +139,9 @@ def validation_round(params, valset: ValSet, val_steps: Sequence[int], *, step: 
     from .common import export_weights
 
     res = validate({k: v.detach() for k, v in params.items()}, valset, val_steps, device=device,
-                   backend=args.val_backend)
-    log.log(kind="val", step=step, time=train_time_s, setting=valset.setting, **res)
+                   backend=args.val_backend, per_image=True)
+    images = res.pop("images")
+    log.log(kind="val", step=step, time=train_time_s, setting=valset.setting, **res, images=images)
     bar.write(f"[{prefix}] step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
     keys = best_keys(args.best_metric, val_steps)
     key = "+".join(keys)
