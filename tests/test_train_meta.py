@@ -101,6 +101,30 @@ def test_adapt_steps_decrease_inner_loss():
     assert losses[-1] < losses[0], f"inner SGD did not reduce the loss: {losses}"
 
 
+def test_per_step_alpha_schedule():
+    """adapt(alpha=(a0, a1)): step i uses a_i and the last rate repeats, the same weights as
+    chaining one-step adaptations at those rates; --alpha parses both forms."""
+    import argparse
+
+    from mzsr_fast.train.meta import parse_alpha
+
+    params = _params(torch.float64)
+    (task,) = _tasks(1, (6, 7), torch.float64)
+    fasts = adapt(params, task.x_tr, task.y_tr, 3, (0.03, 0.01))
+    chain, ref = params, []
+    for a in (0.03, 0.01, 0.01):
+        chain = adapt(chain, task.x_tr, task.y_tr, 1, a)[0]
+        ref.append(chain)
+    for got, want in zip(fasts, ref):
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], atol=1e-12, rtol=0)
+    other = adapt(params, task.x_tr, task.y_tr, 2, 0.01)
+    assert not torch.allclose(other[1]["layers.0.weight"], fasts[1]["layers.0.weight"])
+    assert parse_alpha("0.02") == 0.02 and parse_alpha("0.02,0.01") == (0.02, 0.01)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_alpha("0.02,-1")
+
+
 def test_functional_forward_matches_module():
     params = model.init_params(0)
     x = torch.rand(2, 3, 7, 9)

@@ -365,7 +365,7 @@ def main(argv=None) -> int:
     r.add_argument("--inner-steps", type=int, default=5)
     r.add_argument("--inner-data", choices=["hr", "son"], default="hr", help="meta task splits (train README)")
     r.add_argument("--task-images", choices=["mixed", "one"], default="mixed", help="meta task sources (train README)")
-    r.add_argument("--alpha", type=float, default=1e-2)
+    r.add_argument("--alpha", default="0.01", help="inner rate, or one per inner step (0.02,0.01)")
     r.add_argument("--beta", type=float, default=1e-4)
     r.add_argument("--anneal-iters", type=int, default=500)
     r.add_argument("--fo-frac", type=float, default=0.5, help="fraction of each meta stage run first-order")

@@ -100,28 +100,46 @@ def msl_weights(k: int, it: int, anneal_iters: int, multi_step: bool = True) -> 
     return w
 
 
+def step_alpha(alpha: float | Sequence[float], i: int) -> float:
+    """The inner learning rate of step ``i`` (0-based): ``alpha`` itself, or ``alpha[i]``
+    with the last value repeating."""
+    if isinstance(alpha, (int, float)):
+        return float(alpha)
+    return float(alpha[min(i, len(alpha) - 1)])
+
+
+def parse_alpha(s: str) -> float | tuple[float, ...]:
+    """``--alpha``: ``0.01`` or a per-step list ``0.02,0.01``."""
+    vals = tuple(float(v) for v in str(s).split(",") if v.strip())
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"--alpha needs positive rates, got {s!r}")
+    return vals[0] if len(vals) == 1 else vals
+
+
 def adapt(
     params: Mapping[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
     steps: int,
-    alpha: float,
+    alpha: float | Sequence[float],
     *,
     first_order: bool = False,
     forward: Callable = functional_forward,
     amp=None,
 ) -> list[dict[str, torch.Tensor]]:
-    """Inner loop: ``steps`` plain SGD steps of L1 on ``(x, y)``.  Returns the list of the
-    adapted parameter dicts ``[theta_1, .., theta_K]``, differentiable w.r.t. ``params``
-    (second order: through the inner gradients; first order: as identity)."""
+    """Inner loop: ``steps`` plain SGD steps of L1 on ``(x, y)`` at ``alpha`` (one rate, or
+    one per step with the last repeating, as a test-time ``lr_schedule``).  Returns the list
+    of the adapted parameter dicts ``[theta_1, .., theta_K]``, differentiable w.r.t.
+    ``params`` (second order: through the inner gradients; first order: as identity)."""
     fast = dict(params)
     out = []
-    for _ in range(steps):
+    for i in range(steps):
+        a = step_alpha(alpha, i)
         with amp() if amp else _null():
             pred = forward(fast, x)
         loss = l1(pred, y)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
-        fast = {k: v - alpha * g for (k, v), g in zip(fast.items(), grads)}
+        fast = {k: v - a * g for (k, v), g in zip(fast.items(), grads)}
         out.append(fast)
     return out
 
@@ -139,7 +157,7 @@ def task_meta_loss(
     task,
     *,
     inner_steps: int,
-    alpha: float,
+    alpha: float | Sequence[float],
     weights: Sequence[float],
     first_order: bool = False,
     forward: Callable = functional_forward,
@@ -165,7 +183,7 @@ def meta_gradients(
     *,
     meta_batch: int,
     inner_steps: int,
-    alpha: float,
+    alpha: float | Sequence[float],
     weights: Sequence[float],
     first_order: bool = False,
     forward: Callable = functional_forward,
@@ -206,7 +224,7 @@ def fo_backend_gradients(
     *,
     meta_batch: int,
     inner_steps: int,
-    alpha: float,
+    alpha: float | Sequence[float],
     weights: Sequence[float],
 ) -> tuple[list[torch.Tensor], float]:
     """First-order meta-gradients computed with an adaptation backend (``mzsr_fast.backends``:
@@ -226,7 +244,7 @@ def fo_backend_gradients(
         x_tr, y_tr = task.x_tr.contiguous(), task.y_tr.contiguous()
         x_te, y_te = task.x_te.contiguous(), task.y_te.contiguous()
         for i in range(inner_steps):
-            backend.step(x_tr, y_tr, alpha)
+            backend.step(x_tr, y_tr, step_alpha(alpha, i))
             w = weights[i]
             if w == 0:
                 continue
@@ -265,7 +283,8 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--task-images", choices=["mixed", "one"], default="mixed",
                    help="where a task's patches come from: 'mixed' (each patch from its own random image) or "
                         "'one' (all from one image, as a test image's adaptation sees one) [%(default)s]")
-    g.add_argument("--alpha", type=float, default=1e-2, help="inner SGD learning rate [%(default)s]")
+    g.add_argument("--alpha", type=parse_alpha, default=1e-2,
+                   help="inner SGD learning rate, or one per inner step (0.02,0.01: the last repeats) [%(default)s]")
     g.add_argument("--beta", type=float, default=1e-4, help="outer Adam learning rate [%(default)s]")
     g.add_argument("--outer-optim", choices=["adam", "sgd"], default="adam",
                    help="outer optimizer (sgd: plain, for exact distributed comparisons) [%(default)s]")
