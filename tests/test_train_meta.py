@@ -123,6 +123,10 @@ def test_per_step_alpha_schedule():
     assert parse_alpha("0.02") == 0.02 and parse_alpha("0.02,0.01") == (0.02, 0.01)
     with pytest.raises(argparse.ArgumentTypeError):
         parse_alpha("0.02,-1")
+    from mzsr_fast.train import gpu  # the GPU recipe checks it before any stage runs
+
+    with pytest.raises(SystemExit):
+        gpu.main(["recipe", "--out", "unused", "--alpha", "0.02,-1"])
 
 
 def test_functional_forward_matches_module():

@@ -71,9 +71,8 @@ class BankSampler:
         keep = y.std(1) >= flat_threshold
         if int(keep.sum()) >= 16:
             bank, owner = bank[keep], owner[keep.numpy()]
-        # bank entries of each source image, for one-image tasks
-        self._by_image = [np.flatnonzero(owner == j) for j in np.unique(owner)]
-        self._entry_group = np.searchsorted(np.unique(owner), owner)
+        self._owner = owner  # source image of each bank entry, and each image's entries (one-image tasks)
+        self._by_image = {int(j): np.flatnonzero(owner == j) for j in np.unique(owner)}
         self.bank = bank.to(device).contiguous()
         self.patch = bank_patch
         self.device = torch.device(device)
@@ -89,7 +88,7 @@ class BankSampler:
         if size > self.patch:
             raise ValueError(f"patch {size} > bank patch {self.patch}")
         if one_image:
-            group = self._by_image[int(self._entry_group[int(rng.integers(0, len(self.bank)))])]
+            group = self._by_image[int(self._owner[int(rng.integers(0, len(self.bank)))])]
             idx = group[rng.integers(0, len(group), n)]
         else:
             idx = rng.integers(0, len(self.bank), n)
@@ -329,6 +328,15 @@ def pack(src, dst, max_mb: float = 45.0, order=("t91", "general100_partial", "bs
     return {"files": n, "of": len(files), "mb": round(total / 1e6, 2)}
 
 
+def _alpha_text(s: str) -> str:
+    """``--alpha`` of the recipe: checked as meta-train checks it (so a bad value fails before
+    the first stage, not after it), passed on to meta-train as the same text."""
+    from .meta import parse_alpha
+
+    parse_alpha(s)
+    return s
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mzsr_fast.train.gpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -365,7 +373,7 @@ def main(argv=None) -> int:
     r.add_argument("--inner-steps", type=int, default=5)
     r.add_argument("--inner-data", choices=["hr", "son"], default="hr", help="meta task splits (train README)")
     r.add_argument("--task-images", choices=["mixed", "one"], default="mixed", help="meta task sources (train README)")
-    r.add_argument("--alpha", default="0.01", help="inner rate, or one per inner step (0.02,0.01)")
+    r.add_argument("--alpha", default="0.01", type=_alpha_text, help="inner rate, or one per inner step (0.02,0.01)")
     r.add_argument("--beta", type=float, default=1e-4)
     r.add_argument("--anneal-iters", type=int, default=500)
     r.add_argument("--fo-frac", type=float, default=0.5, help="fraction of each meta stage run first-order")
