@@ -41,23 +41,24 @@ struct Prec {
   bool operator!=(MzsrPrecision q) const { return p != q; }
 };
 
-// "fp32" | "tf32" | "bf16", optionally ":0" / ":1" / ":2" (conv kernel variant, default 0;
-// see mzsr_conv3x3_pick)
+// "fp32" | "tf32" | "bf16", optionally ":0" / ":1" / ":2" / ":3" (conv kernel variant,
+// default 0; see mzsr_conv3x3_pick; 3 = 2 plus bf16 activations in the whole-net ops)
 Prec parse_precision(c10::string_view s) {
   std::string p(s.data(), s.size());
   int variant = 0;
   const size_t colon = p.find(':');
   if (colon != std::string::npos) {
     const std::string v = p.substr(colon + 1);
-    TORCH_CHECK(v == "0" || v == "1" || v == "2", "mzsr_fast cuda: kernel variant must be 0, 1 or 2, got '", v,
-                "' in '", p, "'");
+    TORCH_CHECK(v == "0" || v == "1" || v == "2" || v == "3", "mzsr_fast cuda: kernel variant must be 0, 1, 2 or 3, got '",
+                v, "' in '", p, "'");
     variant = v[0] - '0';
     p = p.substr(0, colon);
   }
   if (p == "fp32") return Prec(MzsrPrecision::kFp32, variant);
   if (p == "tf32") return Prec(MzsrPrecision::kTf32, variant);
   if (p == "bf16") return Prec(MzsrPrecision::kBf16, variant);
-  TORCH_CHECK(false, "mzsr_fast cuda: precision must be 'fp32', 'tf32' or 'bf16' (optionally ':1' or ':2'), got '", p, "'");
+  TORCH_CHECK(false, "mzsr_fast cuda: precision must be 'fp32', 'tf32' or 'bf16' (optionally ':1', ':2' or ':3'), got '", p,
+              "'");
 }
 
 cudaStream_t cur_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
@@ -110,6 +111,15 @@ void check_bias(const at::Tensor& b, const at::Tensor& ref, const char* what, in
 }
 
 const float* fptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// Activation storage of the whole-net ops.  act16 (variant 3 in bf16, every layer on the
+// halo / thin kernels: mzsr_conv3x3_act16_layer_ok): a tensor with more than 4 channels is
+// bf16, the 3-channel input, output, target and loss gradient stay fp32.  Otherwise fp32.
+at::ScalarType act_dtype(bool act16, int64_t channels) { return act16 && channels > 4 ? at::kBFloat16 : at::kFloat; }
+
+// The data pointer of an fp32 or (act16) bf16 tensor as the params structs carry it: the
+// kernels reinterpret it by Conv3x3Params::act16 and the channel count.
+const float* aptr(const at::Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
 
 // One packed GEMM operand: fp32, plus its bf16 copy (same layout, raw bits as int16) for
 // the kernels that read bf16 weights (variant 2: conv3x3_halo.cu); b16 undefined otherwise.
@@ -165,36 +175,44 @@ PackedW pack_one(const at::Tensor& w, bool dgrad, Prec prec) {
 }
 
 // y = epilogue(conv(x, wpack)); the tensor-core kernel when prec != fp32 and it applies.
+// act16: tensors stored as act_dtype (the caller allocated x / mask / residual so).
 at::Tensor run_conv(const at::Tensor& x, const PackedW& wpack, int64_t cout, const float* bias,
-                    const at::Tensor* mask, const at::Tensor* residual, bool relu, Prec prec, Conv3x3Op op) {
-  at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2), cout}, x.options());
+                    const at::Tensor* mask, const at::Tensor* residual, bool relu, Prec prec, Conv3x3Op op,
+                    bool act16 = false) {
+  at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2), cout}, x.options().dtype(act_dtype(act16, cout)));
   Conv3x3Params p{};
-  p.x = x.data_ptr<float>();
+  p.act16 = act16 ? 1 : 0;
+  p.x = aptr(x);
   p.wpack = wpack.f32.data_ptr<float>();
   p.wpack16 = wpack.b16.defined() ? reinterpret_cast<const unsigned short*>(wpack.b16.data_ptr<int16_t>()) : nullptr;
   p.bias = bias;
-  p.mask = mask ? mask->data_ptr<float>() : nullptr;
-  p.residual = residual ? residual->data_ptr<float>() : nullptr;
-  p.y = y.data_ptr<float>();
+  p.mask = mask ? aptr(*mask) : nullptr;
+  p.residual = residual ? aptr(*residual) : nullptr;
+  p.y = static_cast<float*>(y.data_ptr());
   p.N = static_cast<int>(x.size(0));
   p.H = static_cast<int>(x.size(1));
   p.W = static_cast<int>(x.size(2));
   p.Cin = static_cast<int>(x.size(3));
   p.Cout = static_cast<int>(cout);
   p.relu = relu ? 1 : 0;
-  mzsr_launch_conv3x3(p, prec.p, op, cur_stream(), prec.variant);
+  const int kernel = mzsr_launch_conv3x3(p, prec.p, op, cur_stream(), prec.variant);
+  TORCH_CHECK(kernel >= 0, "mzsr_fast cuda: no bf16-storage kernel for a ", p.Cin, " -> ", p.Cout,
+              " conv (act16 needs the halo or a thin kernel)");  // unreachable: act16_net checks every layer
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
 }
 
-// (gw (Cout, Cin, 3, 3), gb (Cout,)), deterministic
-std::tuple<at::Tensor, at::Tensor> run_wgrad(const at::Tensor& x, const at::Tensor& gy, Prec prec) {
+// (gw (Cout, Cin, 3, 3), gb (Cout,)) fp32, deterministic; act16 as run_conv
+std::tuple<at::Tensor, at::Tensor> run_wgrad(const at::Tensor& x, const at::Tensor& gy, Prec prec,
+                                             bool act16 = false) {
   const int64_t cin = x.size(3), cout = gy.size(3);
-  at::Tensor gw = at::empty({cout, cin, 3, 3}, x.options());
-  at::Tensor gb = at::empty({cout}, x.options());
+  const auto f32 = x.options().dtype(at::kFloat);
+  at::Tensor gw = at::empty({cout, cin, 3, 3}, f32);
+  at::Tensor gb = at::empty({cout}, f32);
   Conv3x3WgradParams p{};
-  p.x = x.data_ptr<float>();
-  p.gy = gy.data_ptr<float>();
+  p.act16 = act16 ? 1 : 0;
+  p.x = aptr(x);
+  p.gy = aptr(gy);
   p.gw = gw.data_ptr<float>();
   p.gb = gb.data_ptr<float>();
   p.N = static_cast<int>(x.size(0));
@@ -203,8 +221,10 @@ std::tuple<at::Tensor, at::Tensor> run_wgrad(const at::Tensor& x, const at::Tens
   p.Cin = static_cast<int>(cin);
   p.Cout = static_cast<int>(cout);
   const int plan = mzsr_wgrad_plan(&p, prec.p, prec.variant);  // workspaces: fresh, aligned
-  at::Tensor ws_w = at::empty({static_cast<int64_t>(p.num_chunks) * 9 * cin * cout}, x.options());
-  at::Tensor ws_b = at::empty({static_cast<int64_t>(p.num_chunks) * cout}, x.options());
+  TORCH_CHECK(plan >= 0, "mzsr_fast cuda: no bf16-storage weight-gradient kernel for a ", cin, " -> ", cout,
+              " conv");  // unreachable: act16_net checks every layer
+  at::Tensor ws_w = at::empty({static_cast<int64_t>(p.num_chunks) * 9 * cin * cout}, f32);
+  at::Tensor ws_b = at::empty({static_cast<int64_t>(p.num_chunks) * cout}, f32);
   p.partial_w = ws_w.data_ptr<float>();
   p.partial_b = ws_b.data_ptr<float>();
   mzsr_launch_wgrad(p, prec.p, plan, cur_stream());  // launch errors are sticky until read: one check
@@ -288,18 +308,29 @@ Net unpack_net(at::TensorList params, const at::Tensor& x) {
 
 std::string layer_name(const std::string& prefix, size_t layer) { return prefix + "/layer" + std::to_string(layer); }
 
+// Whether the whole-net ops store activations and their gradients as bf16 (act_dtype):
+// variant 3 in bf16, and every layer's fwd / dgrad / wgrad on a kernel that reads bf16.
+// Otherwise variant 3 runs as variant 2 (fp32 storage).
+bool act16_net(const Net& net, Prec prec) {
+  if (prec.p != MzsrPrecision::kBf16 || prec.variant != 3) return false;
+  for (const at::Tensor& w : net.w)
+    if (!mzsr_conv3x3_act16_layer_ok(static_cast<int>(w.size(1)), static_cast<int>(w.size(0)))) return false;
+  return true;
+}
+
 // acts[0] = x, acts[i+1] = layer i output, acts[L] = x + net(x).  keep = false keeps
 // only the last (forward-only use frees the others as it goes).
 std::vector<at::Tensor> net_forward_acts(const Net& net, const at::Tensor& x, Prec prec, bool keep,
                                          const std::vector<PackedW>& wfwd, const std::string& prefix) {
   const size_t L = net.layers();
+  const bool act16 = act16_net(net, prec);  // x and the output (3 channels) stay fp32
   std::vector<at::Tensor> acts{x};
   at::Tensor h = x;
   for (size_t i = 0; i < L; ++i) {
     NvtxRange r(layer_name(prefix, i));
     const bool last = i + 1 == L;
     h = run_conv(h, wfwd[i], net.w[i].size(0), fptr(net.b[i]), nullptr, last ? &x : nullptr, !last, prec,
-                 Conv3x3Op::kFwd);
+                 Conv3x3Op::kFwd, act16);
     if (keep || last) acts.push_back(h);
   }
   return acts;
@@ -328,12 +359,13 @@ std::vector<at::Tensor> net_grads_impl(const Net& net, const at::Tensor& x, cons
     g = run_l1(acts[L], target, loss_out);
   }
   std::vector<at::Tensor> grads(net.has_bias ? 2 * L : L);
+  const bool act16 = act16_net(net, prec);  // as net_forward_acts: acts and g of > 4 channels in bf16
   NvtxRange rb(prefix + "/bwd");
   for (size_t ii = L; ii-- > 0;) {
     at::Tensor gw, gb;
     {
       NvtxRange r(layer_name(prefix + "/bwd", ii) + "/wgrad");
-      std::tie(gw, gb) = run_wgrad(acts[ii], g, prec);
+      std::tie(gw, gb) = run_wgrad(acts[ii], g, prec, act16);
     }
     if (net.has_bias) {
       grads[2 * ii] = gw;
@@ -343,7 +375,8 @@ std::vector<at::Tensor> net_grads_impl(const Net& net, const at::Tensor& x, cons
     }
     if (ii > 0) {
       NvtxRange r(layer_name(prefix + "/bwd", ii) + "/dgrad");
-      g = run_conv(g, wdg[ii], net.w[ii].size(1), nullptr, &acts[ii], nullptr, false, prec, Conv3x3Op::kDgrad);
+      g = run_conv(g, wdg[ii], net.w[ii].size(1), nullptr, &acts[ii], nullptr, false, prec, Conv3x3Op::kDgrad,
+                   act16);
     }
   }
   return grads;

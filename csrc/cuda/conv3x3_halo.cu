@@ -21,10 +21,17 @@
 //    tiles, the three taps of a kernel row per block sharing the staged gy tile; wgrad
 //    thin (exact fp32) for the 3-channel layers (below).
 //
+// Every kernel here also runs with Conv3x3Params::act16 = 1 (kernel variant 3, the
+// whole-net ops of the binding in bf16): the wide (64-channel) tensors are stored as bf16,
+// the 3-channel ones as fp32, as the Triton path stores its activations.  The halo
+// staging then copies 16-byte chunks of 8 channels as they are (no conversion) and every
+// 64-channel activation / gradient moves half the bytes: at 256^2 one 64-channel tensor is
+// 16.8 MB in fp32, and a step reads and writes about 40 of them.
+//
 // Written without a GPU (2026-11-26) and tested on the CPU emulator (csrc/cuda/emu) only;
 // the performance choices here are reasoned, not measured.  Selected by the "bf16:2" /
-// "tf32:2" / "fp32:2" precision strings (MZSR_FAST_CUDA_VARIANT=2 for the cuda backend) so
-// the GPU check compares it with variant 0 before it becomes the default.
+// "tf32:2" / "fp32:2" / "bf16:3" precision strings (MZSR_FAST_CUDA_VARIANT=2 or 3 for the
+// cuda backend) so the GPU check compares them with variant 0 before one becomes the default.
 #include "cuda_compat.cuh"
 #include "tc_common.cuh"
 
@@ -53,6 +60,7 @@ struct HaloSmem {
   static_assert(BYTES <= 48 * 1024, "static shared memory limit");
 };
 
+template <typename TW>
 __device__ __forceinline__ void halo_epilogue(const Conv3x3Params& p, const float* Cs, int n, int h0, int w0,
                                               int n0) {
   const int tid = threadIdx.x;
@@ -66,10 +74,12 @@ __device__ __forceinline__ void halo_epilogue(const Conv3x3Params& p, const floa
     float v[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) v[q] = Cs[m * kHaloLDC + c4 * 4 + q];
-    conv_epilogue_store4(p, o, co, v);
+    conv_epilogue_store4<TW>(p, o, co, v);
   }
 }
 
+// TW: storage of x / y / mask / residual (float, or bf16 with act16)
+template <typename TW>
 __device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
   using T = __nv_bfloat16;
   using S = HaloSmem;
@@ -90,17 +100,36 @@ __device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
   const int n0 = blockIdx.y * kHaloBN;
 
   // ---- halo: rows h0-1 .. h0+8, columns w0-1 .. w0+16, 64 channels; zero outside the image
-  constexpr int kC4 = kHaloC / 4;  // float4 per pixel
-  staged_copy<kHaloThreads, 6>(
-      kHaloRows * kHaloCols * kC4,
-      [&](int e) {
-        const int c4 = e % kC4, pix = e / kC4;
-        const int h = h0 - 1 + pix / kHaloCols, w = w0 - 1 + pix % kHaloCols;
-        return h >= 0 && h < p.H && w >= 0 && w < p.W
-                   ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c4 * 4)
-                   : zero4();
-      },
-      [&](int e, float4 v) { store4<T>(halo + (e / kC4) * kHaloCP + (e % kC4) * 4, v); });
+  const TW* xw = reinterpret_cast<const TW*>(p.x);
+  auto inside = [&](int pix, int* h, int* w) {
+    *h = h0 - 1 + pix / kHaloCols;
+    *w = w0 - 1 + pix % kHaloCols;
+    return *h >= 0 && *h < p.H && *w >= 0 && *w < p.W;
+  };
+  if constexpr (sizeof(TW) == 4) {  // fp32 storage: float4 loads, converted to bf16
+    constexpr int kC4 = kHaloC / 4;
+    staged_copy<kHaloThreads, 6>(
+        kHaloRows * kHaloCols * kC4,
+        [&](int e) {
+          const int c4 = e % kC4;
+          int h, w;
+          return inside(e / kC4, &h, &w) ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c4 * 4)
+                                         : zero4();
+        },
+        [&](int e, float4 v) { store4<T>(halo + (e / kC4) * kHaloCP + (e % kC4) * 4, v); });
+  } else {  // bf16 storage: 16-byte chunks of 8 channels copied as they are
+    constexpr int kC8 = kHaloC / 8;
+    staged_copy<kHaloThreads, 6>(
+        kHaloRows * kHaloCols * kC8,
+        [&](int e) {
+          const int c8 = e % kC8;
+          int h, w;
+          return inside(e / kC8, &h, &w) ? *reinterpret_cast<const uint4*>(
+                                               xw + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c8 * 8)
+                                         : make_uint4(0u, 0u, 0u, 0u);
+        },
+        [&](int e, uint4 v) { *reinterpret_cast<uint4*>(halo + (e / kC8) * kHaloCP + (e % kC8) * 8) = v; });
+  }
 
   // ---- weights of one tap from the bf16 packing: Ws[ci][co] = wpack16[tap * 64 + ci, n0 + co];
   // 4 x 16 bytes (8 bf16) per thread.  Reading bf16 halves the L2 traffic of the weights,
@@ -168,15 +197,17 @@ __device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
       wmma::store_matrix_sync(Cs + ((wm * 4 + i) * kHaloTW) * kHaloLDC + wn * 32 + j * 16, acc[i][j], kHaloLDC,
                               wmma::mem_row_major);
   __syncthreads();
-  halo_epilogue(p, Cs, n, h0, w0, n0);
+  halo_epilogue<TW>(p, Cs, n, h0, w0, n0);
 }
 
+template <typename TW>
 __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_fwd_halo_bf16_nhwc(Conv3x3Params p) {
-  conv3x3_halo_body(p);
+  conv3x3_halo_body<TW>(p);
 }
 
+template <typename TW>
 __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_dgrad_halo_bf16_nhwc(Conv3x3Params p) {
-  conv3x3_halo_body(p);
+  conv3x3_halo_body<TW>(p);
 }
 
 // ---------------------------------------------------------------------------- thin (fp32)
@@ -199,9 +230,11 @@ __device__ __forceinline__ void thin_epilogue4(const Conv3x3Params& p, long long
 // quarters, interleaved by float4 so that a pixel's 4 threads read adjacent 16 bytes),
 // 64 pixels per block.
 constexpr int kThinThreads = 256;
-constexpr int kThinMaxC = 128;
+constexpr int kThinMaxC = kMzsrThinMaxWide;
 constexpr int kThinOutPix = kThinThreads / 4;
 
+// TX: storage of the (wide) input x; y / mask / residual (<= 4 channels) are fp32
+template <typename TX>
 __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_out_nhwc(Conv3x3Params p) {
   __shared__ __align__(16) float Ws[9 * kThinMaxC][4];  // [tap * Cin + ci][co], co padded to 4
   __shared__ float red[kThinThreads][4];
@@ -220,9 +253,9 @@ __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_out_nhwc(Conv3
   for (int tap = 0; tap < 9; ++tap) {
     const int nb = neighbour(q, tap / 3 - 1, tap % 3 - 1, p.H, p.W);
     if (nb < 0) continue;
-    const float* src = p.x + static_cast<long long>(nb) * p.Cin;
+    const TX* src = reinterpret_cast<const TX*>(p.x) + static_cast<long long>(nb) * p.Cin;
     for (int c4 = quarter; c4 < C4; c4 += 4) {
-      const float4 v = ldg4(src + c4 * 4);
+      const float4 v = ld4(src + c4 * 4);
       const float xv[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
@@ -247,8 +280,10 @@ __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_out_nhwc(Conv3
 
 // thin-in: Cin <= 4, Cout % 4 == 0, Cout <= kThinMaxC.  Thread = 4 output channels of
 // kThinInPixPerThread pixels; Cout / 4 threads share a pixel (their input loads broadcast).
+// TY: storage of the (wide) y / mask / residual; x (<= 4 channels) is fp32.
 constexpr int kThinInPixPerThread = 8;
 
+template <typename TY>
 __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_in_nhwc(Conv3x3Params p) {
   __shared__ __align__(16) float Ws[9 * 4][kThinMaxC];  // [tap * Cin + ci][co]
   const int tid = threadIdx.x;
@@ -277,7 +312,7 @@ __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_in_nhwc(Conv3x
         acc[3] = fmaf(xv, wv.w, acc[3]);
       }
     }
-    thin_epilogue4(p, q.pix, c4 * 4, acc, 4);
+    conv_epilogue_store4<TY>(p, static_cast<long long>(q.pix) * p.Cout + c4 * 4, c4 * 4, acc);
   }
 }
 
@@ -299,6 +334,8 @@ struct WgradHaloSmem {
   static_assert((X_ELEMS * 2) % 32 == 0 && BYTES <= 48 * 1024, "alignment / static shared memory");
 };
 
+// TW: storage of x and gy (float, or bf16 with act16)
+template <typename TW>
 __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_nhwc(Conv3x3WgradParams p) {
   using T = __nv_bfloat16;
   using S = WgradHaloSmem;
@@ -328,22 +365,40 @@ __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_
     const int rem = t - n * tiles_w * tiles_h;
     const int h0 = (rem / tiles_w) * kHaloTH, w0 = (rem % tiles_w) * kHaloTW;
     __syncthreads();  // the previous tile's fragments are consumed
-    staged_copy<kHaloThreads, 6>(
-        kHaloTH * kHaloCols * 16,
-        [&](int e) {
-          const int q4 = e % 16, pix = e / 16;
-          const int h = h0 + pix / kHaloCols + kh - 1, w = w0 - 1 + pix % kHaloCols;
-          return h >= 0 && h < p.H && w >= 0 && w < p.W
-                     ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + q4 * 4)
-                     : zero4();
-        },
-        [&](int e, float4 v) { store4<T>(xs + (e / 16) * kHaloCP + (e % 16) * 4, v); });
+    auto inside = [&](int pix, int* h, int* w) {
+      *h = h0 + pix / kHaloCols + kh - 1;
+      *w = w0 - 1 + pix % kHaloCols;
+      return *h >= 0 && *h < p.H && *w >= 0 && *w < p.W;
+    };
+    if constexpr (sizeof(TW) == 4) {  // fp32 storage: float4 loads, converted to bf16
+      staged_copy<kHaloThreads, 6>(
+          kHaloTH * kHaloCols * 16,
+          [&](int e) {
+            int h, w;
+            return inside(e / 16, &h, &w) ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + (e % 16) * 4)
+                                          : zero4();
+          },
+          [&](int e, float4 v) { store4<T>(xs + (e / 16) * kHaloCP + (e % 16) * 4, v); });
+    } else {  // bf16 storage: 16-byte chunks of 8 channels copied as they are
+      const TW* xw = reinterpret_cast<const TW*>(p.x);
+      staged_copy<kHaloThreads, 6>(
+          kHaloTH * kHaloCols * 8,
+          [&](int e) {
+            int h, w;
+            return inside(e / 8, &h, &w)
+                       ? *reinterpret_cast<const uint4*>(xw + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 +
+                                                         (e % 8) * 8)
+                       : make_uint4(0u, 0u, 0u, 0u);
+          },
+          [&](int e, uint4 v) { *reinterpret_cast<uint4*>(xs + (e / 8) * kHaloCP + (e % 8) * 8) = v; });
+    }
 #pragma unroll 4
     for (int r = 0; r < kHaloTH * kHaloTW / (kHaloThreads / 16); ++r) {
       const int pix = tid / 16 + (kHaloThreads / 16) * r;
       const int h = h0 + pix / kHaloTW, w = w0 + pix % kHaloTW;
       float4 v = zero4();
-      if (h < p.H && w < p.W) v = ldg4(p.gy + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + c4 * 4);
+      if (h < p.H && w < p.W)
+        v = ld4(reinterpret_cast<const TW*>(p.gy) + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + c4 * 4);
       if (do_bias) {
         bsum[0] += v.x;
         bsum[1] += v.y;
@@ -405,7 +460,8 @@ __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_
 // THIN_IN: Cin <= 4 (x thin, gy wide: Cout % 4 == 0); else Cout <= 4 (x wide: Cin % 4 == 0).
 constexpr int kWgradThinChunk = 256;  // pixels per chunk (256 chunks at 256^2)
 
-template <bool THIN_IN>
+// TW: storage of the wide tensor (gy for THIN_IN, else x); the thin one is fp32.
+template <bool THIN_IN, typename TW>
 __global__ void __launch_bounds__(9 * kThinMaxC / 4) mzsr_conv3x3_wgrad_thin_nhwc(Conv3x3WgradParams p) {
   const int P = p.N * p.H * p.W;
   const int wide = THIN_IN ? p.Cout : p.Cin;
@@ -429,7 +485,7 @@ __global__ void __launch_bounds__(9 * kThinMaxC / 4) mzsr_conv3x3_wgrad_thin_nhw
     const int nb = neighbour(q, dh, dw, p.H, p.W);  // x[p + tap] pairs with gy[p]
     float wv[4], tv[4] = {0.f, 0.f, 0.f, 0.f};
     if (THIN_IN) {
-      const float4 g = ldg4(p.gy + static_cast<long long>(pix) * p.Cout + w4 * 4);
+      const float4 g = ld4(reinterpret_cast<const TW*>(p.gy) + static_cast<long long>(pix) * p.Cout + w4 * 4);
       wv[0] = g.x;
       wv[1] = g.y;
       wv[2] = g.z;
@@ -453,7 +509,7 @@ __global__ void __launch_bounds__(9 * kThinMaxC / 4) mzsr_conv3x3_wgrad_thin_nhw
         for (int b = 0; b < 4; ++b) bsum[b] += tv[b];
       }
       if (nb < 0) continue;
-      const float4 v = ldg4(p.x + static_cast<long long>(nb) * p.Cin + w4 * 4);
+      const float4 v = ld4(reinterpret_cast<const TW*>(p.x) + static_cast<long long>(nb) * p.Cin + w4 * 4);
       wv[0] = v.x;
       wv[1] = v.y;
       wv[2] = v.z;
@@ -492,45 +548,67 @@ __global__ void __launch_bounds__(9 * kThinMaxC / 4) mzsr_conv3x3_wgrad_thin_nhw
 
 bool mzsr_conv3x3_halo_ok(const Conv3x3Params& p) {
   using mzsr::aligned16;
-  return p.Cin == mzsr::kHaloC && p.Cout > 0 && p.Cout % mzsr::kHaloBN == 0 && p.wpack16 != nullptr &&
-         aligned16(p.x) && aligned16(p.wpack16) && aligned16(p.y) && aligned16(p.mask) && aligned16(p.residual);
+  return mzsr_conv3x3_halo_shape_ok(p.Cin, p.Cout) && p.wpack16 != nullptr && aligned16(p.x) &&
+         aligned16(p.wpack16) && aligned16(p.y) && aligned16(p.mask) && aligned16(p.residual);
 }
 
 void mzsr_launch_conv3x3_halo_bf16(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream) {
   const int tiles = p.N * mzsr::ceil_div(p.H, mzsr::kHaloTH) * mzsr::ceil_div(p.W, mzsr::kHaloTW);
   const dim3 grid(tiles, p.Cout / mzsr::kHaloBN);
   if (op == Conv3x3Op::kFwd) {
-    auto k = mzsr::mzsr_conv3x3_fwd_halo_bf16_nhwc;
-    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+    if (p.act16) {
+      auto k = mzsr::mzsr_conv3x3_fwd_halo_bf16_nhwc<__nv_bfloat16>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+    } else {
+      auto k = mzsr::mzsr_conv3x3_fwd_halo_bf16_nhwc<float>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+    }
   } else {
-    auto k = mzsr::mzsr_conv3x3_dgrad_halo_bf16_nhwc;
-    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+    if (p.act16) {
+      auto k = mzsr::mzsr_conv3x3_dgrad_halo_bf16_nhwc<__nv_bfloat16>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+    } else {
+      auto k = mzsr::mzsr_conv3x3_dgrad_halo_bf16_nhwc<float>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+    }
   }
 }
 
 bool mzsr_conv3x3_thin_ok(const Conv3x3Params& p) {
   using mzsr::aligned16;
-  if (p.Cin < 1 || p.Cout < 1) return false;
-  if (p.Cout <= 4) return p.Cin % 4 == 0 && p.Cin <= mzsr::kThinMaxC && aligned16(p.x) && aligned16(p.wpack);
-  if (p.Cin <= 4) return p.Cout % 4 == 0 && p.Cout <= mzsr::kThinMaxC && aligned16(p.wpack);
-  return false;
+  if (!mzsr_conv3x3_thin_shape_ok(p.Cin, p.Cout)) return false;
+  if (p.Cout <= 4) return aligned16(p.x) && aligned16(p.wpack);
+  return aligned16(p.wpack) && aligned16(p.y) && aligned16(p.mask) && aligned16(p.residual);  // vector epilogue
 }
 
 void mzsr_launch_conv3x3_thin(const Conv3x3Params& p, cudaStream_t stream) {
   const long long P = static_cast<long long>(p.N) * p.H * p.W;
   if (p.Cout <= 4) {
-    auto k = mzsr::mzsr_conv3x3_thin_out_nhwc;
-    MZSR_LAUNCH(k, dim3(mzsr::ceil_div(P, mzsr::kThinOutPix)), dim3(mzsr::kThinThreads), 0, stream)(p);
+    const dim3 grid(mzsr::ceil_div(P, mzsr::kThinOutPix));
+    if (p.act16) {
+      auto k = mzsr::mzsr_conv3x3_thin_out_nhwc<__nv_bfloat16>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
+    } else {
+      auto k = mzsr::mzsr_conv3x3_thin_out_nhwc<float>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
+    }
   } else {
     const int per_block = (mzsr::kThinThreads / (p.Cout / 4)) * mzsr::kThinInPixPerThread;
-    auto k = mzsr::mzsr_conv3x3_thin_in_nhwc;
-    MZSR_LAUNCH(k, dim3(mzsr::ceil_div(P, per_block)), dim3(mzsr::kThinThreads), 0, stream)(p);
+    const dim3 grid(mzsr::ceil_div(P, per_block));
+    if (p.act16) {
+      auto k = mzsr::mzsr_conv3x3_thin_in_nhwc<__nv_bfloat16>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
+    } else {
+      auto k = mzsr::mzsr_conv3x3_thin_in_nhwc<float>;
+      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
+    }
   }
 }
 
 bool mzsr_conv3x3_wgrad_halo_ok(const Conv3x3WgradParams& p) {
   using mzsr::aligned16;
-  return p.Cin == 64 && p.Cout == 64 && aligned16(p.x) && aligned16(p.gy) && aligned16(p.partial_w);
+  return mzsr_conv3x3_wgrad_halo_shape_ok(p.Cin, p.Cout) && aligned16(p.x) && aligned16(p.gy) &&
+         aligned16(p.partial_w);
 }
 
 int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks) {
@@ -541,28 +619,42 @@ int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks) {
 }
 
 void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream) {
-  auto k = mzsr::mzsr_conv3x3_wgrad_halo_bf16_nhwc;
-  MZSR_LAUNCH(k, dim3(p.num_chunks, 3), dim3(mzsr::kHaloThreads), 0, stream)(p);
+  const dim3 grid(p.num_chunks, 3);
+  if (p.act16) {
+    auto k = mzsr::mzsr_conv3x3_wgrad_halo_bf16_nhwc<__nv_bfloat16>;
+    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+  } else {
+    auto k = mzsr::mzsr_conv3x3_wgrad_halo_bf16_nhwc<float>;
+    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
+  }
 }
 
 bool mzsr_conv3x3_wgrad_thin_ok(const Conv3x3WgradParams& p) {
   using mzsr::aligned16;
-  if (p.Cin < 1 || p.Cout < 1) return false;
-  if (p.Cin <= 4) return p.Cout % 4 == 0 && p.Cout <= mzsr::kThinMaxC && aligned16(p.gy);
-  if (p.Cout <= 4) return p.Cin % 4 == 0 && p.Cin <= mzsr::kThinMaxC && aligned16(p.x);
-  return false;
+  if (!mzsr_conv3x3_thin_shape_ok(p.Cin, p.Cout)) return false;
+  return p.Cin <= 4 ? aligned16(p.gy) : aligned16(p.x);
 }
 
 int mzsr_wgrad_thin_chunk_pixels() { return mzsr::kWgradThinChunk; }
 
 void mzsr_launch_conv3x3_wgrad_thin(const Conv3x3WgradParams& p, cudaStream_t stream) {
   const int wide = p.Cin <= 4 ? p.Cout : p.Cin;
-  const dim3 block(9 * wide / 4);
+  const dim3 block(9 * wide / 4), grid(p.num_chunks);
   if (p.Cin <= 4) {
-    auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<true>;
-    MZSR_LAUNCH(k, dim3(p.num_chunks), block, 0, stream)(p);
+    if (p.act16) {
+      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<true, __nv_bfloat16>;
+      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
+    } else {
+      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<true, float>;
+      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
+    }
   } else {
-    auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<false>;
-    MZSR_LAUNCH(k, dim3(p.num_chunks), block, 0, stream)(p);
+    if (p.act16) {
+      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<false, __nv_bfloat16>;
+      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
+    } else {
+      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<false, float>;
+      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
+    }
   }
 }

@@ -19,8 +19,13 @@ struct Conv3x3Params {
   int N, H, W, Cin, Cout;
   int relu;               // 0 / 1
   // bf16 copy of wpack (raw bits, same layout) or nullptr; read only by the kernels of
-  // variant 2 (conv3x3_halo.cu), which require it
+  // variants 2 and 3 (conv3x3_halo.cu), which require it
   const unsigned short* wpack16;
+  // 1: the wide tensors (more than 4 channels: x / mask / residual / y of whichever side
+  // is wide) hold bf16 (raw bits; the pointers above are then reinterpreted), the
+  // 3-channel ones stay fp32.  Only the halo and thin kernels of conv3x3_halo.cu accept it
+  // (kernel variant 3, mzsr_conv3x3_act16_ok); 0 everywhere else.
+  int act16;
 };
 
 // Packing of OIHW weights w (Cout, Cin, 3, 3) into GEMM operands, several layers in one

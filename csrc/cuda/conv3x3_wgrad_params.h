@@ -20,6 +20,7 @@ struct Conv3x3WgradParams {
   int N, H, W, Cin, Cout;
   int chunk_pixels;   // multiple of kMzsrWgradChunkAlign
   int num_chunks;
+  int act16;          // 1: x / gy with more than 4 channels hold bf16 (Conv3x3Params::act16)
 };
 
 constexpr int kMzsrWgradChunkAlign = 32;

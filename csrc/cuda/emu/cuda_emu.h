@@ -110,6 +110,11 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
   return __nv_bfloat16{static_cast<uint16_t>(u >> 16)};
 }
 inline float __bfloat162float(__nv_bfloat16 b) { return static_cast<float>(b); }
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.bits; }
 struct alignas(8) uint2 {
   unsigned x, y;
@@ -118,6 +123,7 @@ struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
 inline uint2 make_uint2(unsigned a, unsigned b) { return uint2{a, b}; }
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return uint4{a, b, c, d}; }
 
 namespace nvcuda {
 namespace wmma {

@@ -1,7 +1,9 @@
 // C entry points over the emulated kernels for ctypes (tests only): the same launch
 // sequence as csrc/cuda/binding.cpp, on host memory.  mode: 0 fp32 SIMT, 1 TF32, 2 bf16
 // (the tensor-core kernels where the shape allows, as the binding); emu_conv also takes
-// 10 * variant + mode (kernel variants 1 and 2, as the ":1" / ":2" precision strings).
+// 10 * variant + mode (kernel variants 1, 2 and 3, as the ":1" / ":2" / ":3" precision
+// strings).  Mode 32 (variant 3, bf16) runs with act16 as the binding's whole-net ops:
+// every tensor argument with more than 4 channels holds bf16 (raw bits), the others fp32.
 #include <vector>
 
 #include "../mzsr_cuda.h"
@@ -10,6 +12,7 @@ namespace {
 MzsrPrecision prec_of(int mode) {
   return mode == 2 ? MzsrPrecision::kBf16 : mode == 1 ? MzsrPrecision::kTf32 : MzsrPrecision::kFp32;
 }
+int act16_mode(int mode) { return mode == 32 ? 1 : 0; }
 }  // namespace
 
 extern "C" {
@@ -31,16 +34,17 @@ void emu_pack(const float* w, float* fwd, float* dgrad, unsigned short* fwd16, u
 }
 
 // mode = variant * 10 + precision (0 fp32, 1 tf32, 2 bf16); returns the kernel that ran
-// (mzsr_conv3x3_pick: 0 SIMT, 1 WMMA tc, 2 halo, 3 thin)
+// (mzsr_conv3x3_pick: 0 SIMT, 1 WMMA tc, 2 halo, 3 thin, -1 none)
 // (wpack16: the bf16 packing or null, as the binding passes it for variant 2 in bf16)
 int emu_conv(const float* x, const float* wpack, const unsigned short* wpack16, const float* bias, const float* mask,
              const float* residual, float* y, int N, int H, int W, int Cin, int Cout, int relu, int dgrad, int mode) {
-  Conv3x3Params p{x, wpack, bias, mask, residual, y, N, H, W, Cin, Cout, relu, wpack16};
+  Conv3x3Params p{x, wpack, bias, mask, residual, y, N, H, W, Cin, Cout, relu, wpack16, act16_mode(mode)};
   const Conv3x3Op op = dgrad ? Conv3x3Op::kDgrad : Conv3x3Op::kFwd;
   return mzsr_launch_conv3x3(p, prec_of(mode % 10), op, nullptr, mode / 10);
 }
 
-// mode as emu_conv; returns the plan that ran (mzsr_wgrad_plan: 0 SIMT, 1 tc, 2 halo).
+// mode as emu_conv; returns the plan that ran (mzsr_wgrad_plan: 0 SIMT, 1 tc, 2 halo, 3 thin,
+// -1 none).
 // halo_max_chunks > 0 overrides the halo plan's chunk cap (several tiles per chunk at
 // emulator-sized shapes).
 int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int H, int W, int Cin, int Cout, int mode,
@@ -55,8 +59,10 @@ int emu_wgrad(const float* x, const float* gy, float* gw, float* gb, int N, int 
   p.W = W;
   p.Cin = Cin;
   p.Cout = Cout;
+  p.act16 = act16_mode(mode);
   const int plan = mzsr_wgrad_plan(&p, prec_of(mode % 10), mode / 10);
   if (plan == 2 && halo_max_chunks > 0) p.num_chunks = mzsr_wgrad_halo_chunks(N, H, W, halo_max_chunks);
+  if (plan < 0) return plan;
   std::vector<float> pw(static_cast<size_t>(p.num_chunks) * 9 * Cin * Cout + 64, -1e30f);
   std::vector<float> pb(static_cast<size_t>(p.num_chunks) * Cout, -1e30f);
   // 32-byte aligned workspace as cudaMalloc's
