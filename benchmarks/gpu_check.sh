@@ -86,18 +86,21 @@ $PY -m mzsr_fast.cli info 2>&1 | tee -a "$SUMMARY"
 MZSR_TRITON_AUTOTUNE=0 phase tests_cuda "${T_TESTS:-150}" $PY -m pytest tests -m gpu -q --no-header -p no:cacheprovider \
   -rfE --maxfail=30 $XDIST -k "test_cuda_backend or cuda-cuda" >> "$OUT/tests.log" 2>&1
 tail -15 "$OUT/tests.log" | tee -a "$SUMMARY"
-# the shared backend suite again with conv kernel variant 2 (conv3x3_halo.cu; the op-level
-# tests above cover it through the "bf16:2" precision strings)
-echo "== MZSR_FAST_CUDA_VARIANT=2: shared backend suite" >> "$OUT/tests.log"
-MZSR_FAST_CUDA_VARIANT=2 MZSR_TRITON_AUTOTUNE=0 phase tests_cuda_v2 "${T_TESTS_V2:-60}" $PY -m pytest tests -m gpu -q \
-  --no-header -p no:cacheprovider -rfE --maxfail=30 $XDIST -k "cuda-cuda" >> "$OUT/tests.log" 2>&1
-tail -4 "$OUT/tests.log" | tee -a "$SUMMARY"
+# the shared backend suite again with conv kernel variants 2 (conv3x3_halo.cu) and 3 (the
+# same kernels, bf16 activations); the op-level tests above cover them through the
+# "bf16:2" / "bf16:3" precision strings
+for v in 2 3; do
+  echo "== MZSR_FAST_CUDA_VARIANT=$v: shared backend suite" >> "$OUT/tests.log"
+  MZSR_FAST_CUDA_VARIANT=$v MZSR_TRITON_AUTOTUNE=0 phase tests_cuda_v$v "${T_TESTS_V2:-60}" $PY -m pytest tests -m gpu -q \
+    --no-header -p no:cacheprovider -rfE --maxfail=30 $XDIST -k "cuda-cuda" >> "$OUT/tests.log" 2>&1
+  tail -4 "$OUT/tests.log" | tee -a "$SUMMARY"
+done
 { echo "== argument-check message (an int in a TORCH_CHECK message; segfaulted with the /opt/gcc build)"
   timeout 60 $PY benchmarks/cuda_argcheck_repro.py 2>&1 | tail -6; echo "repro rc=$?"; } >> "$SUMMARY" 2>&1
 
 # 3. compute-sanitizer over one small eager adaptation of the cuda backend
 if [ -f benchmarks/cuda_sanitize.py ] && command -v compute-sanitizer >/dev/null; then
-  { for v in 0 2; do for tool in memcheck racecheck; do
+  { for v in 0 2 3; do for tool in memcheck racecheck; do
       echo "== compute-sanitizer --tool $tool, MZSR_FAST_CUDA_VARIANT=$v"
       MZSR_FAST_CUDA_VARIANT=$v timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 $PY benchmarks/cuda_sanitize.py
       echo "rc=$?"

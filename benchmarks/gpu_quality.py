@@ -40,8 +40,8 @@ def main() -> int:
                 print(f"backend {name}: unavailable ({why})", flush=True)
                 continue
             configs += [(name, p) for p in backends._load(name).precisions]
-            if name == "cuda":  # conv kernel variant 2 (MZSR_FAST_CUDA_VARIANT; the API keeps one backend per value)
-                configs.append((name, "bf16", "2"))
+            if name == "cuda":  # conv kernel variants 2 and 3 (MZSR_FAST_CUDA_VARIANT; one backend per value)
+                configs += [(name, "bf16", "2"), (name, "bf16", "3")]
     results = {"machine": machine_info(), "steps": a.steps, "weights": a.weights or "shipped default", "setting": "g^d_2.0 (official set5_g20 LR)", "rows": []}
     for name, prec, *variant in configs:
         variant = variant[0] if variant else "0"

@@ -50,8 +50,8 @@ def main() -> int:
             providers.append((name, prec, "1"))
         if name == "triton":
             providers.append((name, "bf16", "0"))
-        if name == "cuda":
-            providers.append((name, "bf16", "1", "2"))
+        if name == "cuda":  # kernel variants 2 (halo/thin kernels) and 3 (+ bf16 activations)
+            providers += [(name, "bf16", "1", "2"), (name, "bf16", "1", "3")]
 
     def call(name, prec, graph, variant="0"):
         os.environ["MZSR_FAST_PREP_GRAPH"] = graph

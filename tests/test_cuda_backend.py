@@ -35,7 +35,9 @@ TOL = {"fp32": (1e-4, 2e-4), "tf32": (5e-3, 4e-2), "bf16": (3e-2, 1.2e-1)}
 PRECISIONS = ("fp32", "tf32", "bf16")
 #: + the tensor-core conv kernel's second warp layout ("tf32:1", "bf16:1") and kernel
 #: variant 2 (conv3x3_halo.cu: bf16 halo tiles, exact thin kernels for the 3-channel layers)
-CONV_PRECISIONS = PRECISIONS + ("tf32:1", "bf16:1", "fp32:2", "tf32:2", "bf16:2")
+#: and variant 3 (variant 2 with bf16 storage of the 64-channel tensors in the whole-net ops;
+#: a single op runs as variant 2)
+CONV_PRECISIONS = PRECISIONS + ("tf32:1", "bf16:1", "fp32:2", "tf32:2", "bf16:2", "bf16:3")
 
 
 def _tol(precision, which=0):
@@ -363,9 +365,10 @@ def test_backend_kernel_variant_env():
     from mzsr_fast.backends.cuda import kernel_precision
 
     assert kernel_precision("bf16", {}) == ("bf16", 0)
-    for v, want in (("", ("bf16", 0)), ("0", ("bf16", 0)), ("1", ("bf16:1", 1)), (" 2", ("bf16:2", 2))):
+    for v, want in (("", ("bf16", 0)), ("0", ("bf16", 0)), ("1", ("bf16:1", 1)), (" 2", ("bf16:2", 2)),
+                    ("3", ("bf16:3", 3))):
         assert kernel_precision("bf16", {"MZSR_FAST_CUDA_VARIANT": v}) == want
-    for bad in ("3", "bf16", "-1"):
+    for bad in ("4", "bf16", "-1"):
         with pytest.raises(ValueError, match="MZSR_FAST_CUDA_VARIANT"):
             kernel_precision("tf32", {"MZSR_FAST_CUDA_VARIANT": bad})
 
@@ -511,7 +514,7 @@ def test_adapt_step_vs_reference(nhw, precision):
 
 
 @gpu
-@pytest.mark.parametrize("precision", PRECISIONS + ("bf16:2",))
+@pytest.mark.parametrize("precision", PRECISIONS + ("bf16:2", "bf16:3"))
 def test_net_grads_and_forward_vs_reference(precision):
     ops = _ops()
     x, tgt, plist = _net_inputs(2, 13, 10, seed=3)

@@ -23,7 +23,9 @@ children ``fwd/layer<i>`` and ``bwd/layer<i>/{wgrad,dgrad}``; kernels are named
 
 Precisions: ``fp32`` runs the exact FFMA kernels everywhere; ``tf32`` / ``bf16`` run the
 64-channel layers on tensor cores (WMMA, fp32 accumulation, fp32 master weights) and
-the 3-channel first/last layers on the fp32 kernels.
+the 3-channel first/last layers on the fp32 kernels.  Activations are fp32 in memory,
+except with kernel variant 3 in bf16 (``MZSR_FAST_CUDA_VARIANT=3``), which stores the
+64-channel activations and their gradients as bf16.
 
 The learning rates of a schedule and the losses live in device tensors, so one captured
 graph replays any schedule of the same length.  ``use_graphs=False`` (or
@@ -67,21 +69,23 @@ def _nchw(x: torch.Tensor) -> torch.Tensor:
 
 def kernel_precision(precision: str, env=None) -> tuple[str, int]:
     """``(precision string of the torch ops, kernel variant)`` for ``precision`` and
-    ``MZSR_FAST_CUDA_VARIANT`` (0, 1 or 2; unset or empty = 0) of ``env`` (default
+    ``MZSR_FAST_CUDA_VARIANT`` (0, 1, 2 or 3; unset or empty = 0) of ``env`` (default
     ``os.environ``): ``("bf16", 0)``, ``("bf16:2", 2)``."""
     env = os.environ if env is None else env
     variant = str(env.get("MZSR_FAST_CUDA_VARIANT", "0")).strip() or "0"
-    if variant not in ("0", "1", "2"):
-        raise ValueError(f"MZSR_FAST_CUDA_VARIANT must be 0, 1 or 2, got {variant!r}")
+    if variant not in ("0", "1", "2", "3"):
+        raise ValueError(f"MZSR_FAST_CUDA_VARIANT must be 0, 1, 2 or 3, got {variant!r}")
     return (precision if variant == "0" else f"{precision}:{variant}"), int(variant)
 
 
 class CudaBackend(Backend):
     """Hand-written CUDA kernels + CUDA graphs.  ``use_graphs`` (default: on unless
     ``MZSR_CUDA_GRAPHS=0``) selects graph replay for ``adapt`` and ``upscale``.
-    ``MZSR_FAST_CUDA_VARIANT`` (0, 1 or 2; default 0) picks the conv kernel variant
+    ``MZSR_FAST_CUDA_VARIANT`` (0, 1, 2 or 3; default 0) picks the conv kernel variant
     (csrc/cuda/mzsr_cuda.h ``mzsr_conv3x3_pick``): 1 the tensor-core kernel's 4x2 warp
-    layout, 2 the halo-tile bf16 kernel and the thin 3-channel kernels (conv3x3_halo.cu)."""
+    layout, 2 the halo-tile bf16 kernel and the thin 3-channel kernels (conv3x3_halo.cu),
+    3 the same kernels with the 64-channel activations and gradients stored as bf16
+    (bf16 precision only; tf32 / fp32 run as 2)."""
 
     name = "cuda"
     precisions = ("fp32", "tf32", "bf16")
