@@ -7,7 +7,8 @@
 # the device tool returns):
 #   summary.txt (environment, phase times, test/benchmark/sanitizer tails)  tests.log
 #   bench_adapt.json  ratio.json  quality.json  bench_cuda_ops.json
-#   extra.tgz (install.log, sanitizer.log, and the optional training/eval outputs)
+#   extra.tgz (install.log, sanitizer.log, breakdown.json: per-kernel device time per
+#       provider, and the optional training/eval outputs)
 # Usage: benchmarks/gpu_check.sh OUTDIR     (about 6 minutes on an H100 without training)
 # Optional phases:
 #   MZSR_GPU_TRAIN="--time-budget 230 --data DIR ..." : scripts/gpu_train.sh with these flags,
@@ -18,7 +19,8 @@
 #   MZSR_GPU_VS_ZSSR=1 : the full MZSR-vs-ZSSR report on Set5 g^d_2.0.
 # Weights for the quality check: $MZSR_QUALITY_WEIGHTS (default: the shipped ones).
 # Data: $MZSR_FAST_DATA (set5, set5_g20[, set14]), default ../shared/data.
-# Budgets (s) per phase can be overridden: T_INSTALL T_TESTS T_BENCH T_RATIO T_QUALITY T_OPS T_EVAL_END.
+# Budgets (s) per phase can be overridden: T_INSTALL T_TESTS T_TESTS_V2 T_BENCH T_RATIO T_QUALITY T_BREAKDOWN
+# T_OPS T_EVAL_END.
 # Dry run of the script's logic on a CPU machine: MZSR_GPU_SKIP_INSTALL=1 PYTHON=.venv/bin/python.
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
@@ -125,6 +127,10 @@ tail -12 "$X/ratio.log" | tee -a "$SUMMARY"
 
 # 6. quality + latency on Set5 g^d_2.0 with the shipped weights
 phase quality "${T_QUALITY:-80}" $PY benchmarks/gpu_quality.py --out "$OUT/quality.json" 2>&1 | tail -15 | tee -a "$SUMMARY"
+
+# 6b. where the time goes: per-kernel device time of one eager adaptation + upscale per
+# provider (cuda variants 0/2/3, triton, cuDNN), into extra.tgz; the totals into the summary
+phase breakdown "${T_BREAKDOWN:-60}" $PY benchmarks/kernel_breakdown.py --out "$X/breakdown.json" 2>&1 | tail -12 | tee -a "$SUMMARY"
 
 # 7. per-op CUDA kernels vs cuDNN (both tensor-core warp layouts), if time is left
 [ -f benchmarks/bench_cuda_ops.py ] && phase ops "${T_OPS:-40}" $PY -m pytest benchmarks/bench_cuda_ops.py --benchmark-only -q \
