@@ -167,7 +167,7 @@ __device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
     if (tap + 1 < 9) load_w(tap + 1);  // in flight during this tap's MMAs
     const int kh = tap / 3, kw = tap % 3;
     // not unrolled: unrolling hoists the fragment loads of all four K steps and spills at
-    // the 168-register cap of 3 blocks/SM (ptxas, sm_80/sm_90)
+    // the register cap of kHaloMinBlocks blocks/SM (ptxas, sm_80/sm_90)
 #pragma unroll 1
     for (int kk = 0; kk < kHaloC; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[4];
@@ -200,13 +200,24 @@ __device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
   halo_epilogue<TW>(p, Cs, n, h0, w0, n0);
 }
 
+// sm_90: 4 blocks/SM (128 registers, ptxas fits the body without spills; 153 at 3/SM): at
+// 256^2 the 512 tiles then run as one wave on an H100's 132 SMs (528 slots) instead of 1.29
+// waves (396 slots), at 512^2 (the upscale) as 3.9 instead of 5.2.  Reasoned, not yet
+// measured.  sm_80 stays at 3: at 128 registers ptxas spills 24 bytes there.  (The device
+// passes alone read this; the host code launches kHaloThreads whatever the arch.)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+constexpr int kHaloMinBlocks = 3;
+#else
+constexpr int kHaloMinBlocks = 4;
+#endif
+
 template <typename TW>
-__global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_fwd_halo_bf16_nhwc(Conv3x3Params p) {
+__global__ void __launch_bounds__(kHaloThreads, kHaloMinBlocks) mzsr_conv3x3_fwd_halo_bf16_nhwc(Conv3x3Params p) {
   conv3x3_halo_body<TW>(p);
 }
 
 template <typename TW>
-__global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_dgrad_halo_bf16_nhwc(Conv3x3Params p) {
+__global__ void __launch_bounds__(kHaloThreads, kHaloMinBlocks) mzsr_conv3x3_dgrad_halo_bf16_nhwc(Conv3x3Params p) {
   conv3x3_halo_body<TW>(p);
 }
 
@@ -322,9 +333,9 @@ __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_in_nhwc(Conv3x
 // kh and the 128 x 64 gy tile in shared memory once (bf16), then for each of the 8 output
 // rows (K = 16 pixels) reuses the gy fragments for the 3 taps (kh, 0..2).  64 x 64 per tap
 // over 4 warps (2 x 2, 32 x 32 each): 12 accumulator fragments per warp held across all the
-// chunk's tiles, written once.  Fewer, longer chunks than the variant-0 kernel (which
-// reloads the three shifted input tiles from global memory every 16 pixels), so the
-// partials the reduction reads shrink from 128 to at most kMzsrWgradHaloMaxChunks copies.
+// chunk's tiles, written once (the variant-0 kernel reloads the three shifted input tiles
+// from global memory every 16 pixels).  At most kMzsrWgradHaloMaxChunks chunks of whole
+// tiles, each a partial the reduction reads.
 constexpr int kGyLD = 64 + 16;        // gy tile row stride (elements), 160 bytes as kHaloCP
 
 struct WgradHaloSmem {

@@ -110,8 +110,11 @@ void mzsr_launch_conv3x3_wgrad_reduce(const Conv3x3WgradParams& p, cudaStream_t 
 
 // Variant 2 (conv3x3_halo.cu): bf16 halo-tile partials for Cin == Cout == 64, in
 // mzsr_wgrad_halo_chunks(N, H, W) chunks of whole 8 x 16 tiles (bias partials included).
-// 64 chunks: a guess to tune on a GPU (more blocks in flight vs more partials to reduce).
-constexpr int kMzsrWgradHaloMaxChunks = 64;
+// 128 chunks (x 3 kernel rows = 384 blocks of 4 warps): at 256^2 (512 tiles, 4 per chunk)
+// one wave on an H100 (132 SMs x 3 blocks); 64 left 192 blocks, 1.5 per SM, too few warps
+// to hide the staging loads.  The reduction then reads 128 x 147 KB = 18.9 MB of partials
+// instead of 9.4.  Reasoned, not measured: to tune on a GPU (kernel_breakdown.py).
+constexpr int kMzsrWgradHaloMaxChunks = 128;
 bool mzsr_conv3x3_wgrad_halo_ok(const Conv3x3WgradParams& p);
 int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks = kMzsrWgradHaloMaxChunks);
 void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream);
