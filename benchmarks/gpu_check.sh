@@ -130,7 +130,7 @@ phase quality "${T_QUALITY:-80}" $PY benchmarks/gpu_quality.py --out "$OUT/quali
 
 # 6b. where the time goes: per-kernel device time of one eager adaptation + upscale per
 # provider (cuda variants 0/2/3, triton, cuDNN), into extra.tgz; the totals into the summary
-phase breakdown "${T_BREAKDOWN:-60}" $PY benchmarks/kernel_breakdown.py --out "$X/breakdown.json" 2>&1 | tail -12 | tee -a "$SUMMARY"
+phase breakdown "${T_BREAKDOWN:-90}" $PY benchmarks/kernel_breakdown.py --out "$X/breakdown.json" 2>&1 | tail -12 | tee -a "$SUMMARY"
 
 # 7. per-op CUDA kernels vs cuDNN (both tensor-core warp layouts), if time is left
 [ -f benchmarks/bench_cuda_ops.py ] && phase ops "${T_OPS:-40}" $PY -m pytest benchmarks/bench_cuda_ops.py --benchmark-only -q \

@@ -81,26 +81,24 @@ def main(argv=None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from mzsr_fast import backends, model
-    from mzsr_fast.api import default_lr_schedule
-    from mzsr_fast.benchutil import machine_info
+    from mzsr_fast import backends
+    from mzsr_fast.benchutil import gpu_adapt_case, machine_info
 
-    if not torch.cuda.is_available():
-        print("needs CUDA")
+    case = gpu_adapt_case(a.size, a.steps)
+    if case is None:
         return 2
-    dev = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
+    dev, params, x, t, up, sched = case
     s = a.size
-    g = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.rand(1, 3, s, s, generator=g).to(dev)
-    t = torch.rand(1, 3, s, s, generator=g).to(dev)
-    up = torch.rand(1, 3, 2 * s, 2 * s, generator=g).to(dev)
-    params = model.init_params(0, device=dev)
-    sched = default_lr_schedule(a.steps)
     avail = backends.available(dev)
-    # (backend, precision, cuda kernel variant)
-    providers = [("reference", "tf32", "0"), ("triton", "bf16", "0"), ("triton", "tf32", "0"),
-                 ("cuda", "bf16", "0"), ("cuda", "bf16", "2"), ("cuda", "bf16", "3"), ("cuda", "tf32", "0")]
+    # (backend, precision, cuda kernel variant); triton last: its autotuning (per process)
+    # takes the longest, and the JSON is rewritten after every provider
+    providers = [("cuda", "bf16", "0"), ("cuda", "bf16", "2"), ("cuda", "bf16", "3"), ("cuda", "tf32", "0"),
+                 ("reference", "tf32", "0"), ("triton", "bf16", "0"), ("triton", "tf32", "0")]
+
+    def save():
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=1)
+
     out = {"machine": machine_info(), "size": s, "steps": a.steps,
            "what": "device time of the kernels of one eager prepare + adapt + 2x upscale (no CUDA graphs)",
            "providers": {}}
@@ -110,6 +108,7 @@ def main(argv=None) -> int:
         if not ok:
             out["providers"][key] = {"error": f"unavailable: {why}"}
             print(f"{key}: unavailable ({why})", flush=True)
+            save()
             continue
         os.environ["MZSR_FAST_CUDA_VARIANT"] = variant
         try:
@@ -134,9 +133,8 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - a failing provider must not hide the others
             out["providers"][key] = {"error": f"{type(e).__name__}: {e}"[:2000]}
             print(f"{key}: ERROR {type(e).__name__}: {e}", flush=True)
+        save()
     os.environ.pop("MZSR_FAST_CUDA_VARIANT", None)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=1)
     return 0
 
 

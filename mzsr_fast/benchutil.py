@@ -86,3 +86,26 @@ def set5_g20(data_dir: str | None = None):
     imgs = {n: tuple(np.asarray(Image.open(os.path.join(d, sub, n)).convert("RGB")) for sub in ("set5_g20", "set5"))
             for n in names}
     return k, imgs
+
+
+def gpu_adapt_case(size: int, steps: int, seed: int = 0):
+    """The synthetic GPU timing case of the profiling tools: ``(device, params, x, target,
+    up, schedule)`` with random ``x`` / ``target`` ``(1, 3, size, size)`` and ``up``
+    ``(1, 3, 2 size, 2 size)`` float32 on CUDA, seed-0 initial params and the default
+    ``steps``-step schedule; ``None`` (after printing "needs CUDA") without a GPU.  Turns
+    ``cudnn.benchmark`` on for the reference."""
+    import torch
+
+    from . import model
+    from .api import default_lr_schedule
+
+    if not torch.cuda.is_available():
+        print("needs CUDA")
+        return None
+    dev = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, size, size, generator=g).to(dev)
+    t = torch.rand(1, 3, size, size, generator=g).to(dev)
+    up = torch.rand(1, 3, 2 * size, 2 * size, generator=g).to(dev)
+    return dev, model.init_params(0, device=dev), x, t, up, default_lr_schedule(steps)

@@ -60,6 +60,31 @@ struct HaloSmem {
   static_assert(BYTES <= 48 * 1024, "static shared memory limit");
 };
 
+// Stage npix pixels of 64 channels of an NHWC tensor (fp32, or bf16 with act16) into bf16
+// shared-memory rows of stride kHaloCP: src(pix) = the element offset of pixel pix in x, or
+// -1 for zero padding.  fp32: float4 loads converted to bf16; bf16: 16-byte chunks of 8
+// channels copied as they are.
+template <int kThreads, typename TW, typename Src>
+__device__ __forceinline__ void stage_pixels64(const TW* x, __nv_bfloat16* dst, int npix, Src src) {
+  if constexpr (sizeof(TW) == 4) {
+    staged_copy<kThreads, 6>(
+        npix * 16,
+        [&](int e) {
+          const long long o = src(e / 16);
+          return o >= 0 ? ldg4(x + o + (e % 16) * 4) : zero4();
+        },
+        [&](int e, float4 v) { store4<__nv_bfloat16>(dst + (e / 16) * kHaloCP + (e % 16) * 4, v); });
+  } else {
+    staged_copy<kThreads, 6>(
+        npix * 8,
+        [&](int e) {
+          const long long o = src(e / 8);
+          return o >= 0 ? *reinterpret_cast<const uint4*>(x + o + (e % 8) * 8) : make_uint4(0u, 0u, 0u, 0u);
+        },
+        [&](int e, uint4 v) { *reinterpret_cast<uint4*>(dst + (e / 8) * kHaloCP + (e % 8) * 8) = v; });
+  }
+}
+
 template <typename TW>
 __device__ __forceinline__ void halo_epilogue(const Conv3x3Params& p, const float* Cs, int n, int h0, int w0,
                                               int n0) {
@@ -100,36 +125,10 @@ __device__ __forceinline__ void conv3x3_halo_body(const Conv3x3Params& p) {
   const int n0 = blockIdx.y * kHaloBN;
 
   // ---- halo: rows h0-1 .. h0+8, columns w0-1 .. w0+16, 64 channels; zero outside the image
-  const TW* xw = reinterpret_cast<const TW*>(p.x);
-  auto inside = [&](int pix, int* h, int* w) {
-    *h = h0 - 1 + pix / kHaloCols;
-    *w = w0 - 1 + pix % kHaloCols;
-    return *h >= 0 && *h < p.H && *w >= 0 && *w < p.W;
-  };
-  if constexpr (sizeof(TW) == 4) {  // fp32 storage: float4 loads, converted to bf16
-    constexpr int kC4 = kHaloC / 4;
-    staged_copy<kHaloThreads, 6>(
-        kHaloRows * kHaloCols * kC4,
-        [&](int e) {
-          const int c4 = e % kC4;
-          int h, w;
-          return inside(e / kC4, &h, &w) ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c4 * 4)
-                                         : zero4();
-        },
-        [&](int e, float4 v) { store4<T>(halo + (e / kC4) * kHaloCP + (e % kC4) * 4, v); });
-  } else {  // bf16 storage: 16-byte chunks of 8 channels copied as they are
-    constexpr int kC8 = kHaloC / 8;
-    staged_copy<kHaloThreads, 6>(
-        kHaloRows * kHaloCols * kC8,
-        [&](int e) {
-          const int c8 = e % kC8;
-          int h, w;
-          return inside(e / kC8, &h, &w) ? *reinterpret_cast<const uint4*>(
-                                               xw + ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC + c8 * 8)
-                                         : make_uint4(0u, 0u, 0u, 0u);
-        },
-        [&](int e, uint4 v) { *reinterpret_cast<uint4*>(halo + (e / kC8) * kHaloCP + (e % kC8) * 8) = v; });
-  }
+  stage_pixels64<kHaloThreads>(reinterpret_cast<const TW*>(p.x), halo, kHaloRows * kHaloCols, [&](int pix) {
+    const int h = h0 - 1 + pix / kHaloCols, w = w0 - 1 + pix % kHaloCols;
+    return h >= 0 && h < p.H && w >= 0 && w < p.W ? ((static_cast<long long>(n) * p.H + h) * p.W + w) * kHaloC : -1LL;
+  });
 
   // ---- weights of one tap from the bf16 packing: Ws[ci][co] = wpack16[tap * 64 + ci, n0 + co];
   // 4 x 16 bytes (8 bf16) per thread.  Reading bf16 halves the L2 traffic of the weights,
@@ -376,33 +375,10 @@ __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_
     const int rem = t - n * tiles_w * tiles_h;
     const int h0 = (rem / tiles_w) * kHaloTH, w0 = (rem % tiles_w) * kHaloTW;
     __syncthreads();  // the previous tile's fragments are consumed
-    auto inside = [&](int pix, int* h, int* w) {
-      *h = h0 + pix / kHaloCols + kh - 1;
-      *w = w0 - 1 + pix % kHaloCols;
-      return *h >= 0 && *h < p.H && *w >= 0 && *w < p.W;
-    };
-    if constexpr (sizeof(TW) == 4) {  // fp32 storage: float4 loads, converted to bf16
-      staged_copy<kHaloThreads, 6>(
-          kHaloTH * kHaloCols * 16,
-          [&](int e) {
-            int h, w;
-            return inside(e / 16, &h, &w) ? ldg4(p.x + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 + (e % 16) * 4)
-                                          : zero4();
-          },
-          [&](int e, float4 v) { store4<T>(xs + (e / 16) * kHaloCP + (e % 16) * 4, v); });
-    } else {  // bf16 storage: 16-byte chunks of 8 channels copied as they are
-      const TW* xw = reinterpret_cast<const TW*>(p.x);
-      staged_copy<kHaloThreads, 6>(
-          kHaloTH * kHaloCols * 8,
-          [&](int e) {
-            int h, w;
-            return inside(e / 8, &h, &w)
-                       ? *reinterpret_cast<const uint4*>(xw + ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 +
-                                                         (e % 8) * 8)
-                       : make_uint4(0u, 0u, 0u, 0u);
-          },
-          [&](int e, uint4 v) { *reinterpret_cast<uint4*>(xs + (e / 8) * kHaloCP + (e % 8) * 8) = v; });
-    }
+    stage_pixels64<kHaloThreads>(reinterpret_cast<const TW*>(p.x), xs, kHaloTH * kHaloCols, [&](int pix) {
+      const int h = h0 + pix / kHaloCols + kh - 1, w = w0 - 1 + pix % kHaloCols;
+      return h >= 0 && h < p.H && w >= 0 && w < p.W ? ((static_cast<long long>(n) * p.H + h) * p.W + w) * 64 : -1LL;
+    });
 #pragma unroll 4
     for (int r = 0; r < kHaloTH * kHaloTW / (kHaloThreads / 16); ++r) {
       const int pix = tid / 16 + (kHaloThreads / 16) * r;
@@ -555,6 +531,16 @@ __global__ void __launch_bounds__(9 * kThinMaxC / 4) mzsr_conv3x3_wgrad_thin_nhw
   }
 }
 
+// Launch the fp32- or the bf16-storage instance of a kernel, by p.act16.
+template <typename P>
+void launch_by_storage(void (*f32)(P), void (*b16)(P), dim3 grid, dim3 block, cudaStream_t stream, const P& p) {
+  if (p.act16) {
+    MZSR_LAUNCH(b16, grid, block, 0, stream)(p);
+  } else {
+    MZSR_LAUNCH(f32, grid, block, 0, stream)(p);
+  }
+}
+
 }  // namespace mzsr
 
 bool mzsr_conv3x3_halo_ok(const Conv3x3Params& p) {
@@ -564,25 +550,15 @@ bool mzsr_conv3x3_halo_ok(const Conv3x3Params& p) {
 }
 
 void mzsr_launch_conv3x3_halo_bf16(const Conv3x3Params& p, Conv3x3Op op, cudaStream_t stream) {
-  const int tiles = p.N * mzsr::ceil_div(p.H, mzsr::kHaloTH) * mzsr::ceil_div(p.W, mzsr::kHaloTW);
-  const dim3 grid(tiles, p.Cout / mzsr::kHaloBN);
-  if (op == Conv3x3Op::kFwd) {
-    if (p.act16) {
-      auto k = mzsr::mzsr_conv3x3_fwd_halo_bf16_nhwc<__nv_bfloat16>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
-    } else {
-      auto k = mzsr::mzsr_conv3x3_fwd_halo_bf16_nhwc<float>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
-    }
-  } else {
-    if (p.act16) {
-      auto k = mzsr::mzsr_conv3x3_dgrad_halo_bf16_nhwc<__nv_bfloat16>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
-    } else {
-      auto k = mzsr::mzsr_conv3x3_dgrad_halo_bf16_nhwc<float>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
-    }
-  }
+  using namespace mzsr;
+  const int tiles = p.N * ceil_div(p.H, kHaloTH) * ceil_div(p.W, kHaloTW);
+  const dim3 grid(tiles, p.Cout / kHaloBN), block(kHaloThreads);
+  if (op == Conv3x3Op::kFwd)
+    launch_by_storage(mzsr_conv3x3_fwd_halo_bf16_nhwc<float>, mzsr_conv3x3_fwd_halo_bf16_nhwc<__nv_bfloat16>, grid,
+                      block, stream, p);
+  else
+    launch_by_storage(mzsr_conv3x3_dgrad_halo_bf16_nhwc<float>, mzsr_conv3x3_dgrad_halo_bf16_nhwc<__nv_bfloat16>, grid,
+                      block, stream, p);
 }
 
 bool mzsr_conv3x3_thin_ok(const Conv3x3Params& p) {
@@ -593,26 +569,16 @@ bool mzsr_conv3x3_thin_ok(const Conv3x3Params& p) {
 }
 
 void mzsr_launch_conv3x3_thin(const Conv3x3Params& p, cudaStream_t stream) {
+  using namespace mzsr;
   const long long P = static_cast<long long>(p.N) * p.H * p.W;
+  const dim3 block(kThinThreads);
   if (p.Cout <= 4) {
-    const dim3 grid(mzsr::ceil_div(P, mzsr::kThinOutPix));
-    if (p.act16) {
-      auto k = mzsr::mzsr_conv3x3_thin_out_nhwc<__nv_bfloat16>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
-    } else {
-      auto k = mzsr::mzsr_conv3x3_thin_out_nhwc<float>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
-    }
+    launch_by_storage(mzsr_conv3x3_thin_out_nhwc<float>, mzsr_conv3x3_thin_out_nhwc<__nv_bfloat16>,
+                      dim3(ceil_div(P, kThinOutPix)), block, stream, p);
   } else {
-    const int per_block = (mzsr::kThinThreads / (p.Cout / 4)) * mzsr::kThinInPixPerThread;
-    const dim3 grid(mzsr::ceil_div(P, per_block));
-    if (p.act16) {
-      auto k = mzsr::mzsr_conv3x3_thin_in_nhwc<__nv_bfloat16>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
-    } else {
-      auto k = mzsr::mzsr_conv3x3_thin_in_nhwc<float>;
-      MZSR_LAUNCH(k, grid, dim3(mzsr::kThinThreads), 0, stream)(p);
-    }
+    const int per_block = (kThinThreads / (p.Cout / 4)) * kThinInPixPerThread;
+    launch_by_storage(mzsr_conv3x3_thin_in_nhwc<float>, mzsr_conv3x3_thin_in_nhwc<__nv_bfloat16>,
+                      dim3(ceil_div(P, per_block)), block, stream, p);
   }
 }
 
@@ -630,14 +596,9 @@ int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks) {
 }
 
 void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream) {
-  const dim3 grid(p.num_chunks, 3);
-  if (p.act16) {
-    auto k = mzsr::mzsr_conv3x3_wgrad_halo_bf16_nhwc<__nv_bfloat16>;
-    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
-  } else {
-    auto k = mzsr::mzsr_conv3x3_wgrad_halo_bf16_nhwc<float>;
-    MZSR_LAUNCH(k, grid, dim3(mzsr::kHaloThreads), 0, stream)(p);
-  }
+  using namespace mzsr;
+  launch_by_storage(mzsr_conv3x3_wgrad_halo_bf16_nhwc<float>, mzsr_conv3x3_wgrad_halo_bf16_nhwc<__nv_bfloat16>,
+                    dim3(p.num_chunks, 3), dim3(kHaloThreads), stream, p);
 }
 
 bool mzsr_conv3x3_wgrad_thin_ok(const Conv3x3WgradParams& p) {
@@ -649,23 +610,13 @@ bool mzsr_conv3x3_wgrad_thin_ok(const Conv3x3WgradParams& p) {
 int mzsr_wgrad_thin_chunk_pixels() { return mzsr::kWgradThinChunk; }
 
 void mzsr_launch_conv3x3_wgrad_thin(const Conv3x3WgradParams& p, cudaStream_t stream) {
+  using namespace mzsr;
   const int wide = p.Cin <= 4 ? p.Cout : p.Cin;
   const dim3 block(9 * wide / 4), grid(p.num_chunks);
-  if (p.Cin <= 4) {
-    if (p.act16) {
-      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<true, __nv_bfloat16>;
-      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
-    } else {
-      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<true, float>;
-      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
-    }
-  } else {
-    if (p.act16) {
-      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<false, __nv_bfloat16>;
-      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
-    } else {
-      auto k = mzsr::mzsr_conv3x3_wgrad_thin_nhwc<false, float>;
-      MZSR_LAUNCH(k, grid, block, 0, stream)(p);
-    }
-  }
+  if (p.Cin <= 4)
+    launch_by_storage(mzsr_conv3x3_wgrad_thin_nhwc<true, float>, mzsr_conv3x3_wgrad_thin_nhwc<true, __nv_bfloat16>,
+                      grid, block, stream, p);
+  else
+    launch_by_storage(mzsr_conv3x3_wgrad_thin_nhwc<false, float>, mzsr_conv3x3_wgrad_thin_nhwc<false, __nv_bfloat16>,
+                      grid, block, stream, p);
 }

@@ -498,20 +498,14 @@ def _main(argv=None) -> int:
     ap.add_argument("--precision", default="tf32", choices=("fp32", "tf32", "bf16"))
     ap.add_argument("--reps", type=int, default=20)
     a = ap.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("needs CUDA")
-        return 2
-    from ..api import default_lr_schedule
+    from ..benchutil import gpu_adapt_case
     from .reference import ReferenceBackend
 
-    dev = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
-    p = model.init_params(0, device=dev)
+    case = gpu_adapt_case(a.size, a.steps)
+    if case is None:
+        return 2
+    dev, p, x, t, up, sched = case
     s = a.size
-    x = torch.rand(1, 3, s, s, device=dev)
-    t = torch.rand(1, 3, s, s, device=dev)
-    up = torch.rand(1, 3, 2 * s, 2 * s, device=dev)
-    sched = default_lr_schedule(a.steps)
 
     def timed(b):
         def once():
