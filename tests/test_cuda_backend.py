@@ -321,6 +321,20 @@ def test_net_grads_chain_on_cpu_emulator(emu):
         assert d23 <= 0.01, f"{what}: bf16:3 vs bf16:2 ||diff|| / ||bf16:2|| = {d23:.3g} > 0.01 (storage rounding only)"
 
 
+def test_act16_layer_rule(emu):
+    """The rule the binding's act16_net applies to every layer: the model's layers all
+    qualify (so variant 3 really stores bf16 for it); a layer that a kernel reading bf16
+    does not cover, or whose thin side's partner is not wider than 4 channels (the storage
+    rule: bf16 iff > 4 channels), does not."""
+    for ci, co in set(model.CHANNELS):
+        assert emu.emu_act16_layer_ok(ci, co) == 1, f"model layer {ci}->{co}"
+    for ci, co in ((3, 128), (128, 3), (4, 64)):
+        assert emu.emu_act16_layer_ok(ci, co) == 1, f"{ci}->{co}"
+    # (64, 128): the halo conv takes the forward, but no kernel the 128 -> 64 input gradient
+    for ci, co in ((64, 128), (32, 64), (64, 32), (3, 3), (4, 3), (3, 4), (4, 4), (128, 128), (3, 256), (64, 6)):
+        assert emu.emu_act16_layer_ok(ci, co) == 0, f"{ci}->{co}"
+
+
 def test_act16_refuses_fp32_only_kernels(emu):
     """act16 (bf16 storage) on a shape neither the halo nor a thin kernel takes: nothing runs
     (pick / plan -1) instead of an fp32 kernel misreading bf16 data."""

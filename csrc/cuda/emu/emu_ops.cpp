@@ -88,6 +88,10 @@ void emu_l1(const float* pred, const float* target, float* grad, float* loss, lo
   mzsr_launch_l1_loss_finalize(p, nullptr);
 }
 
+// whether the binding's whole-net ops store a Cin -> Cout layer's tensors as bf16 in
+// variant 3 (mzsr_conv3x3_act16_layer_ok, which act16_net asks of every layer)
+int emu_act16_layer_ok(int Cin, int Cout) { return mzsr_conv3x3_act16_layer_ok(Cin, Cout) ? 1 : 0; }
+
 // count pairs (p[i], g[i]) of n[i] floats
 void emu_sgd(float** params, const float** grads, const long long* n, int count, const float* lr) {
   SgdParams p{};
