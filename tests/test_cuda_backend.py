@@ -2,7 +2,8 @@
 
 * CI (no GPU): ``scripts/cuda_check.sh`` compiles every kernel for sm_80/sm_90 and the
   torch binding; the kernels' index logic runs on the CPU emulator of csrc/cuda/emu
-  against :mod:`mzsr_fast.reference`.
+  against :mod:`mzsr_fast.reference`, and so does the binding's own whole-net code
+  (binding.cpp built with -DMZSR_CUDA_EMU as a Python module, on CPU tensors).
 * GPU (``-m gpu``, the GPU check script): every op against the float64 reference over
   awkward shapes per precision, the backend against ``ReferenceBackend``, graph replay
   against eager, determinism, argument checks.
@@ -282,14 +283,10 @@ def _norm_err(got, want) -> float:
     return float((got.double() - want.double()).norm() / want.double().norm())
 
 
-def test_net_grads_chain_on_cpu_emulator(emu):
-    """Variant 3's bf16 storage of the 64-channel activations and gradients (act16) through
-    the whole net on the emulated kernels: every wide tensor between the kernels is bf16,
-    the output and loss match the float64 reference, the gradients match it as closely as
-    variant 2's (fp32 storage, same kernels) do and lie within 1% (norm) of variant 2's.  A
-    kernel that writes a layout or dtype its consumer does not read fails here.  Gradients
-    are compared by ||got - ref|| / ||ref|| per tensor: bf16 operands alone (variant 2) put
-    the first layer's at ~0.09 of the reference after 7 input-gradient layers here."""
+@pytest.fixture(scope="module")
+def chain(emu):
+    """A whole-net case for the emulator and its results: the float64 reference, and the
+    kernel chain (_emu_net_grads) of variants 2 and 3 in bf16."""
     N, H, W = 1, 9, 19
     g = torch.Generator().manual_seed(5)
     plist = []
@@ -305,20 +302,94 @@ def test_net_grads_chain_on_cpu_emulator(emu):
     r = torch.randn(N, H, W, 3, generator=g).double()
     target = (racts[-1] + torch.where(r >= 0, 1.0, -1.0) * (0.5 + r.abs())).float()
     rl, rg = R.l1_loss_grad(racts[-1], target.double())
-    rgrads = R.net_backward([q.double() for q in plist], racts, rg)
-    acts2, loss2, grads2 = _emu_net_grads(emu, "bf16:2", plist, x, target)
-    acts3, loss3, grads3 = _emu_net_grads(emu, "bf16:3", plist, x, target)
+    return {"plist": plist, "x": x, "target": target, "ref": (racts, rl, R.net_backward([q.double() for q in plist],
+                                                                                        racts, rg)),
+            "bf16:2": _emu_net_grads(emu, "bf16:2", plist, x, target),
+            "bf16:3": _emu_net_grads(emu, "bf16:3", plist, x, target)}
+
+
+def test_net_grads_chain_on_cpu_emulator(chain):
+    """Variant 3's bf16 storage of the 64-channel activations and gradients (act16) through
+    the whole net on the emulated kernels: every wide tensor between the kernels is bf16,
+    the output and loss match the float64 reference, the gradients match it as closely as
+    variant 2's (fp32 storage, same kernels) do and lie within 1% (norm) of variant 2's.  A
+    kernel that writes a layout or dtype its consumer does not read fails here.  Gradients
+    are compared by ||got - ref|| / ||ref|| per tensor: bf16 operands alone (variant 2) put
+    the first layer's at ~0.09 of the reference after 7 input-gradient layers here."""
+    racts, rl, rgrads = chain["ref"]
+    acts2, loss2, grads2 = chain["bf16:2"]
+    acts3, loss3, grads3 = chain["bf16:3"]
     assert [a.dtype for a in acts2[1:]] == [torch.float32] * 8
     assert [a.dtype for a in acts3[1:]] == [torch.bfloat16] * 7 + [torch.float32], "act16 storage"
     for tag, acts, loss in (("bf16:2", acts2, loss2), ("bf16:3", acts3, loss3)):
         _close(acts[-1], racts[-1], _tol("bf16"), f"net output {tag}")
         _close(loss, rl, _tol("bf16"), f"loss {tag}")
-    for k in range(len(plist)):
+    for k in range(len(rgrads)):
         what = f"grad {k} ({'w' if k % 2 == 0 else 'b'}{k // 2})"
         e2, e3 = _norm_err(grads2[k], rgrads[k]), _norm_err(grads3[k], rgrads[k])
         d23 = _norm_err(grads3[k], grads2[k])
         assert e2 <= _CHAIN_TOL and e3 <= _CHAIN_TOL, f"{what}: ||diff|| / ||ref|| {e2:.3g} (bf16:2), {e3:.3g} (bf16:3) > {_CHAIN_TOL}"
         assert d23 <= 0.01, f"{what}: bf16:3 vs bf16:2 ||diff|| / ||bf16:2|| = {d23:.3g} > 0.01 (storage rounding only)"
+
+
+@pytest.fixture(scope="module")
+def emu_binding(tmp_path_factory):
+    """csrc/cuda/binding.cpp itself compiled against the CPU emulator (-DMZSR_CUDA_EMU,
+    csrc/cuda/emu/binding_emu.h): the whole-net ops of the cuda backend on CPU tensors, as a
+    Python module (torch.utils.cpp_extension.load, ~30 s on 2 cores)."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no C++ compiler (g++) for the CUDA emulator")
+    from torch.utils import cpp_extension
+
+    d = str(tmp_path_factory.mktemp("emu_binding"))
+    srcs = []
+    for f in _EMU_SOURCES + ["binding.cpp"]:  # as C++: one wrapper per file (cpp_extension sends .cu to nvcc)
+        w = os.path.join(d, "w_" + f.replace(".", "_") + ".cpp")
+        with open(w, "w") as fh:
+            fh.write(f'#include "cuda/{f}"\n')
+        srcs.append(w)
+    try:
+        return cpp_extension.load(name="mzsr_emu_binding", sources=srcs, build_directory=d,
+                                  extra_include_paths=[os.path.join(REPO, "csrc")],
+                                  extra_cflags=["-DMZSR_CUDA_EMU", "-std=c++20", "-O1", "-fno-strict-aliasing",
+                                                "-Wno-unknown-pragmas"])
+    except RuntimeError as e:
+        if "barrier" in str(e) and "No such file" in str(e):
+            pytest.skip(f"the C++ compiler lacks C++20 <barrier>: {str(e)[-500:]}")
+        raise
+
+
+def test_binding_on_cpu_emulator(emu_binding, chain):
+    """The binding's own whole-net ops (cuda_net_grads / cuda_net_forward / cuda_adapt of
+    csrc/cuda/binding.cpp: packing, act16_net, allocation by act_dtype, launch order) on
+    the emulator equal, bit for bit, the documented kernel chain (_emu_net_grads) for
+    variants 2 and 3 in bf16; variant 3's output differs from variant 2's (the bf16
+    storage is really used); a 2-step adaptation matches the float64 reference's updates;
+    bad precision strings are errors."""
+    E = emu_binding
+    plist, x, target = chain["plist"], chain["x"], chain["target"]
+    outs = {}
+    for prec in ("bf16:2", "bf16:3"):
+        acts, closs, cgrads = chain[prec]
+        loss, grads = E.cuda_net_grads(plist, x, target, prec)
+        assert torch.equal(loss, closs), f"{prec}: binding loss {float(loss)} != kernel chain {float(closs)}"
+        for k, (a, b) in enumerate(zip(grads, cgrads)):
+            assert a.dtype == torch.float32 and torch.equal(a, b), f"{prec}: binding grad {k} != kernel chain"
+        outs[prec] = E.cuda_net_forward(plist, x, prec)
+        assert torch.equal(outs[prec], acts[-1]), f"{prec}: binding forward != kernel chain"
+    assert not torch.equal(outs["bf16:2"], outs["bf16:3"]), "bf16:3 ran with fp32 storage"
+    lrs = torch.tensor([0.02, 0.01])
+    ref = [p.double().clone() for p in plist]
+    for lr in lrs:
+        R.adapt_step(ref, x.double(), target.double(), lr.double())
+    mine = [p.clone() for p in plist]
+    losses = E.cuda_adapt(mine, x, target, lrs, "bf16:3")
+    assert losses.shape == (2,) and torch.isfinite(losses).all()
+    for i, (a, b, p0) in enumerate(zip(mine, ref, plist)):
+        _close_update(a, b, p0, _CHAIN_TOL, f"cuda_adapt bf16:3 param {i}")
+    for bad in ("bf16:4", "fp16", "bf16:"):
+        with pytest.raises(RuntimeError, match="variant|precision"):
+            E.cuda_net_forward(plist, x, bad)
 
 
 def test_act16_layer_rule(emu):

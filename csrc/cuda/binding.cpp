@@ -5,12 +5,19 @@
 // NVTX ranges: mzsr/cuda/<op>; inside the step ops mzsr/adapt/step<i>/{pack,fwd,loss,bwd,update}
 // with per-layer children fwd/layer<i>, bwd/layer<i>/{wgrad,dgrad} (eager runs; a CUDA graph
 // replay shows none).
+// Built with -DMZSR_CUDA_EMU (tests only, tests/test_cuda_backend.py), the same code runs
+// on CPU tensors over the CPU emulator of the kernels (csrc/cuda/emu/binding_emu.h) and is
+// exposed as a plain Python module instead of being registered for the CUDA dispatch key.
 #include <ATen/ATen.h>
+#ifdef MZSR_CUDA_EMU
+#include "emu/binding_emu.h"
+#else
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <nvtx3/nvToolsExt.h>
 #include <torch/library.h>
+#endif
 
 #include <climits>
 #include <optional>
@@ -61,11 +68,17 @@ Prec parse_precision(c10::string_view s) {
               "'");
 }
 
+#ifdef MZSR_CUDA_EMU
+cudaStream_t cur_stream() { return nullptr; }
+bool on_kernel_device(const at::Tensor& t) { return t.is_cpu(); }  // the emulator runs on host memory
+#else
 cudaStream_t cur_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+bool on_kernel_device(const at::Tensor& t) { return t.is_cuda(); }
+#endif
 
 void check_float_cuda(const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.defined(), "mzsr_fast cuda: ", what, " is undefined");
-  TORCH_CHECK(t.is_cuda(), "mzsr_fast cuda: ", what, " must be a CUDA tensor, got ", t.device());
+  TORCH_CHECK(on_kernel_device(t), "mzsr_fast cuda: ", what, " must be a CUDA tensor, got ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat, "mzsr_fast cuda: ", what, " must be float32, got ", t.scalar_type());
   TORCH_CHECK(t.is_contiguous(), "mzsr_fast cuda: ", what, " must be contiguous");
 }
@@ -576,6 +589,9 @@ at::Tensor cuda_adapt(at::TensorList params, const at::Tensor& x, const at::Tens
 }  // namespace
 }  // namespace mzsr_cuda
 
+#ifdef MZSR_CUDA_EMU
+#include "emu/binding_emu_module.h"
+#else
 TORCH_LIBRARY_IMPL(mzsr_fast, CUDA, m) {
   m.impl("conv3x3_fwd", &mzsr_cuda::conv3x3_fwd);
   m.impl("conv3x3_dgrad", &mzsr_cuda::conv3x3_dgrad);
@@ -591,3 +607,4 @@ TORCH_LIBRARY_IMPL(mzsr_fast, CUDA, m) {
   m.impl("cuda_adapt_step", &mzsr_cuda::cuda_adapt_step);
   m.impl("cuda_adapt", &mzsr_cuda::cuda_adapt);
 }
+#endif
