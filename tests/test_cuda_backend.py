@@ -146,8 +146,9 @@ _EMU_MODE = {"fp32": 0, "tf32": 1, "bf16": 2, "tf32:1": 11, "bf16:1": 12, "fp32:
              "bf16:3": 32}
 #: small shapes: the emulator runs one std::thread per CUDA thread.  17x19: 5 tiles + a tail
 #: (64-pixel tiles), 3 x 2 halo tiles of 8 x 16 with partial ones, 2 wgrad chunks; batch 2
-#: with 9x17 halo tiles cut in both directions; 3-channel layers over > 256 pixels (2 chunks
-#: of the thin weight-gradient kernels).
+#: with 9x17 halo tiles cut in both directions; 3-channel layers over > 256 pixels (3 chunks
+#: of 128 of the thin weight-gradient kernels, the last 67 or 16 long; 30 pixels: one short
+#: chunk whose last 4-pixel group is cut).
 _EMU_SHAPES = [(2, 3, 5, 3, 64), (1, 4, 3, 64, 3), (1, 17, 19, 64, 64), (2, 9, 17, 64, 64), (1, 17, 19, 3, 64),
                (1, 16, 17, 64, 3)]
 

@@ -445,7 +445,9 @@ __global__ void __launch_bounds__(kHaloThreads, 3) mzsr_conv3x3_wgrad_halo_bf16_
 // accumulating its 4 x (<= 4) products over the chunk's pixels in order; the thread of the
 // centre tap also sums gy for the bias.  Same partial layout as the other wgrad kernels.
 // THIN_IN: Cin <= 4 (x thin, gy wide: Cout % 4 == 0); else Cout <= 4 (x wide: Cin % 4 == 0).
-constexpr int kWgradThinChunk = 256;  // pixels per chunk (256 chunks at 256^2)
+// pixels per chunk: 512 chunks (blocks of 144 threads) at 256^2, ~4 blocks per SM of an
+// H100; 256 gave 2 (9 warps per SM for a loop of dependent loads).  Reasoned, not measured.
+constexpr int kWgradThinChunk = 128;
 
 // TW: storage of the wide tensor (gy for THIN_IN, else x); the thin one is fp32.
 template <bool THIN_IN, typename TW>
@@ -467,45 +469,59 @@ __global__ void __launch_bounds__(9 * kThinMaxC / 4) mzsr_conv3x3_wgrad_thin_nhw
     for (int b = 0; b < 4; ++b) acc[a][b] = 0.f;
   float bsum[4] = {0.f, 0.f, 0.f, 0.f};
   const bool centre = tap == 4;
-  for (int pix = pstart; pix < pend; ++pix) {
-    const PixelPos q = pixel_pos(pix, P, p.H, p.W);
-    const int nb = neighbour(q, dh, dw, p.H, p.W);  // x[p + tap] pairs with gy[p]
-    float wv[4], tv[4] = {0.f, 0.f, 0.f, 0.f};
-    if (THIN_IN) {
-      const float4 g = ld4(reinterpret_cast<const TW*>(p.gy) + static_cast<long long>(pix) * p.Cout + w4 * 4);
-      wv[0] = g.x;
-      wv[1] = g.y;
-      wv[2] = g.z;
-      wv[3] = g.w;
-      if (centre) {
-        bsum[0] += g.x;
-        bsum[1] += g.y;
-        bsum[2] += g.z;
-        bsum[3] += g.w;
+  // kU pixels per iteration, their loads issued before any of their FMAs: a thread walks
+  // its chunk alone, so one pixel at a time waited one memory latency per pixel.  Padding
+  // and the chunk's tail load zeros instead of branching (fma(w, 0, acc) == acc); the
+  // products are still summed in pixel order (a chunk's partial is what the one-pixel loop
+  // gave, bit for bit).
+  constexpr int kU = 4;
+  for (int p0 = pstart; p0 < pend; p0 += kU) {
+    float wv[kU][4], tv[kU][4];
+#pragma unroll
+    for (int j = 0; j < kU; ++j) {
+      const int pix = p0 + j;
+      const bool ok = pix < pend;
+      const PixelPos q = pixel_pos(ok ? pix : pstart, P, p.H, p.W);
+      const int nb = ok ? neighbour(q, dh, dw, p.H, p.W) : -1;  // x[p + tap] pairs with gy[p]
+      float4 w4v = zero4();
+#pragma unroll
+      for (int b = 0; b < 4; ++b) tv[j][b] = 0.f;
+      if (THIN_IN) {
+        if (ok) w4v = ld4(reinterpret_cast<const TW*>(p.gy) + static_cast<long long>(pix) * p.Cout + w4 * 4);
+        if (nb >= 0) {
+#pragma unroll
+          for (int b = 0; b < 4; ++b)
+            if (b < thin) tv[j][b] = p.x[static_cast<long long>(nb) * p.Cin + b];
+        }
+      } else {
+        if (ok) {
+#pragma unroll
+          for (int b = 0; b < 4; ++b)
+            if (b < thin) tv[j][b] = p.gy[static_cast<long long>(pix) * p.Cout + b];
+        }
+        if (nb >= 0) w4v = ld4(reinterpret_cast<const TW*>(p.x) + static_cast<long long>(nb) * p.Cin + w4 * 4);
       }
-      if (nb < 0) continue;
-#pragma unroll
-      for (int b = 0; b < 4; ++b)
-        if (b < thin) tv[b] = p.x[static_cast<long long>(nb) * p.Cin + b];
-    } else {
-#pragma unroll
-      for (int b = 0; b < 4; ++b)
-        if (b < thin) tv[b] = p.gy[static_cast<long long>(pix) * p.Cout + b];
-      if (centre && w4 == 0) {
-#pragma unroll
-        for (int b = 0; b < 4; ++b) bsum[b] += tv[b];
-      }
-      if (nb < 0) continue;
-      const float4 v = ld4(reinterpret_cast<const TW*>(p.x) + static_cast<long long>(nb) * p.Cin + w4 * 4);
-      wv[0] = v.x;
-      wv[1] = v.y;
-      wv[2] = v.z;
-      wv[3] = v.w;
+      wv[j][0] = w4v.x;
+      wv[j][1] = w4v.y;
+      wv[j][2] = w4v.z;
+      wv[j][3] = w4v.w;
     }
 #pragma unroll
-    for (int a = 0; a < 4; ++a)
+    for (int j = 0; j < kU; ++j) {
+      if (centre) {  // bias: the sum of gy (the wide side for THIN_IN, else the thin one)
+        if (THIN_IN) {
 #pragma unroll
-      for (int b = 0; b < 4; ++b) acc[a][b] = fmaf(wv[a], tv[b], acc[a][b]);
+          for (int a = 0; a < 4; ++a) bsum[a] += wv[j][a];
+        } else if (w4 == 0) {
+#pragma unroll
+          for (int b = 0; b < 4; ++b) bsum[b] += tv[j][b];
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int b = 0; b < 4; ++b) acc[a][b] = fmaf(wv[j][a], tv[j][b], acc[a][b]);
+    }
   }
   // partial_w[chunk, tap * Cin + ci, co]
   float* out = p.partial_w + static_cast<long long>(chunk) * 9 * p.Cin * p.Cout;
