@@ -284,6 +284,24 @@ def _norm_err(got, want) -> float:
     return float((got.double() - want.double()).norm() / want.double().norm())
 
 
+@pytest.mark.parametrize("precision", ("fp32", "fp32:2", "bf16:3"))
+def test_wgrad_many_chunks_on_cpu_emulator(emu, precision):
+    """The weight-gradient reduction over more chunks than its warps (kMzsrWgradReduceSplit
+    = 8 streams of chunks w, w + 8, ...): 1517 pixels of a 3 -> 64 layer are 24 chunks of
+    the SIMT plan (fp32) and 12 of the thin one (the last 109 pixels long)."""
+    N, H, W, ci, co = 1, 37, 41, 3, 64
+    st = _Store(precision)
+    g = torch.Generator().manual_seed(11)
+    x, xr = st.put(torch.randn(N, H, W, ci, generator=g))
+    gy, gyr = st.put(torch.randn(N, H, W, co, generator=g))
+    gw, gb = torch.full((co, ci, 3, 3), float("nan")), torch.full((co,), float("nan"))
+    plan = emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, _EMU_MODE[precision], 0)
+    assert plan == (0 if precision == "fp32" else 3)
+    rw, rb = R.conv3x3_wgrad(xr, gyr)
+    _close(gw, rw, 1e-5, f"wgrad {precision}")
+    _close(gb, rb, 1e-5, f"bias grad {precision}")
+
+
 @pytest.fixture(scope="module")
 def chain(emu):
     """A whole-net case for the emulator and its results: the float64 reference, and the

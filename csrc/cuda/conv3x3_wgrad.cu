@@ -291,19 +291,38 @@ __global__ void __launch_bounds__(kRedThreads) mzsr_conv3x3_bgrad_partial_nhwc(C
   }
 }
 
-// gw[co, ci, tap] = sum_c partial_w[c, tap*Cin + ci, co]; gb[co] = sum_c partial_b[c, co];
-// c in increasing order.  Thread i < 9*Cin*Cout reads partial index i (coalesced).
-__global__ void __launch_bounds__(kRedThreads) mzsr_conv3x3_wgrad_reduce(Conv3x3WgradParams p) {
+// gw[co, ci, tap] = sum_c partial_w[c, tap*Cin + ci, co]; gb[co] = sum_c partial_b[c, co],
+// in the fixed order of conv3x3_wgrad_params.h: a block covers 32 consecutive outputs
+// (coalesced reads), its warp w sums chunks w, w + kRedSplit, w + 2 kRedSplit, ... in
+// increasing order, and the kRedSplit warp sums are added in increasing w.  One thread per
+// output summing every chunk (the earlier kernel) left the 3-channel layers' 1792 outputs
+// on 7 blocks, each thread walking 256-512 partials one load batch after another.
+constexpr int kRedSplit = kMzsrWgradReduceSplit;
+__global__ void __launch_bounds__(32 * kRedSplit) mzsr_conv3x3_wgrad_reduce(Conv3x3WgradParams p) {
+  __shared__ float part[kRedSplit][32];
   const int MN = 9 * p.Cin * p.Cout;
-  const int i = blockIdx.x * kRedThreads + threadIdx.x;
-  if (i < MN) {
-    const float s = ordered_sum(p.partial_w + i, MN, p.num_chunks);
-    const int m = i / p.Cout, co = i - m * p.Cout;
-    const int tap = m / p.Cin, ci = m - tap * p.Cin;
-    p.gw[(co * p.Cin + ci) * 9 + tap] = s;
-  } else if (i < MN + p.Cout) {
-    const int co = i - MN;
-    p.gb[co] = ordered_sum(p.partial_b + co, p.Cout, p.num_chunks);
+  const int lane = static_cast<int>(threadIdx.x) % 32, w = static_cast<int>(threadIdx.x) / 32;
+  const int i = blockIdx.x * 32 + lane;
+  const int n = (p.num_chunks - w + kRedSplit - 1) / kRedSplit;  // chunks w, w + kRedSplit, ...
+  float s = 0.f;
+  if (i < MN)
+    s = ordered_sum(p.partial_w + static_cast<long long>(w) * MN + i, static_cast<long long>(kRedSplit) * MN, n);
+  else if (i < MN + p.Cout)
+    s = ordered_sum(p.partial_b + static_cast<long long>(w) * p.Cout + (i - MN),
+                    static_cast<long long>(kRedSplit) * p.Cout, n);
+  part[w][lane] = s;
+  __syncthreads();
+  if (w == 0 && i < MN + p.Cout) {
+    float t = 0.f;
+#pragma unroll
+    for (int u = 0; u < kRedSplit; ++u) t += part[u][lane];
+    if (i < MN) {
+      const int m = i / p.Cout, co = i - m * p.Cout;
+      const int tap = m / p.Cin, ci = m - tap * p.Cin;
+      p.gw[(co * p.Cin + ci) * 9 + tap] = t;
+    } else {
+      p.gb[i - MN] = t;
+    }
   }
 }
 
@@ -337,5 +356,5 @@ void mzsr_launch_conv3x3_bgrad_partial(const Conv3x3WgradParams& p, cudaStream_t
 void mzsr_launch_conv3x3_wgrad_reduce(const Conv3x3WgradParams& p, cudaStream_t stream) {
   const long long total = 9LL * p.Cin * p.Cout + p.Cout;
   auto k = mzsr::mzsr_conv3x3_wgrad_reduce;
-  MZSR_LAUNCH(k, dim3(mzsr::ceil_div(total, mzsr::kRedThreads)), dim3(mzsr::kRedThreads), 0, stream)(p);
+  MZSR_LAUNCH(k, dim3(mzsr::ceil_div(total, 32)), dim3(32 * mzsr::kRedSplit), 0, stream)(p);
 }

@@ -6,8 +6,10 @@
 //     shorter); chunk c writes
 //       partial_w[c, tap * Cin + ci, co] = sum_{p in chunk c} x[p shifted by tap, ci] * gy[p, co]
 //       partial_b[c, co]                 = sum_{p in chunk c} gy[p, co]
-//  2. reduce: gw[co, ci, kh, kw] = sum_{c = 0, 1, ...} partial_w[c, (kh*3+kw)*Cin + ci, co],
-//            gb[co] = sum_c partial_b[c, co], always in increasing c.
+//  2. reduce: gw[co, ci, kh, kw] = sum_c partial_w[c, (kh*3+kw)*Cin + ci, co],
+//            gb[co] = sum_c partial_b[c, co], in a fixed order: S_w = the sum over
+//            c = w, w + S, w + 2S, ... (increasing c) for w = 0 .. S-1 with
+//            S = kMzsrWgradReduceSplit, then S_0 + S_1 + ... + S_{S-1} (increasing w).
 // The chunking depends on the shape only (mzsr_wgrad_chunking_for), so results are
 // bitwise reproducible run to run.
 struct Conv3x3WgradParams {
@@ -24,6 +26,7 @@ struct Conv3x3WgradParams {
 };
 
 constexpr int kMzsrWgradChunkAlign = 32;
+constexpr int kMzsrWgradReduceSplit = 8;  // the reduction's chunk streams (warps per block)
 
 // Chunking of P pixels: at most about max_chunks chunks of at least min_chunk pixels.
 // 128 x 256 suits the tensor-core kernel (the 64-channel layers: few blocks would leave
