@@ -381,22 +381,23 @@ def emu_binding(tmp_path_factory):
 def test_binding_on_cpu_emulator(emu_binding, chain):
     """The binding's own whole-net ops (cuda_net_grads / cuda_net_forward / cuda_adapt of
     csrc/cuda/binding.cpp: packing, act16_net, allocation by act_dtype, launch order) on
-    the emulator equal, bit for bit, the documented kernel chain (_emu_net_grads) for
-    variants 2 and 3 in bf16; variant 3's output differs from variant 2's (the bf16
-    storage is really used); a 2-step adaptation matches the float64 reference's updates;
-    bad precision strings are errors."""
+    the emulator equal, bit for bit, the documented kernel chain (_emu_net_grads): the
+    gradients for variant 3 in bf16, the forward for variants 2 and 3; variant 3's output
+    differs from variant 2's (the bf16 storage is really used); a 2-step bf16:3 adaptation
+    matches the float64 reference's updates; bad precision strings are errors."""
     E = emu_binding
     plist, x, target = chain["plist"], chain["x"], chain["target"]
-    outs = {}
-    for prec in ("bf16:2", "bf16:3"):
-        acts, closs, cgrads = chain[prec]
-        loss, grads = E.cuda_net_grads(plist, x, target, prec)
-        assert torch.equal(loss, closs), f"{prec}: binding loss {float(loss)} != kernel chain {float(closs)}"
-        for k, (a, b) in enumerate(zip(grads, cgrads)):
-            assert a.dtype == torch.float32 and torch.equal(a, b), f"{prec}: binding grad {k} != kernel chain"
-        outs[prec] = E.cuda_net_forward(plist, x, prec)
-        assert torch.equal(outs[prec], acts[-1]), f"{prec}: binding forward != kernel chain"
+    acts, closs, cgrads = chain["bf16:3"]
+    loss, grads = E.cuda_net_grads(plist, x, target, "bf16:3")
+    assert torch.equal(loss, closs), f"binding loss {float(loss)} != kernel chain {float(closs)}"
+    for k, (a, b) in enumerate(zip(grads, cgrads)):
+        assert a.dtype == torch.float32 and torch.equal(a, b), f"binding grad {k} != kernel chain"
+    outs = {prec: E.cuda_net_forward(plist, x, prec) for prec in ("bf16:2", "bf16:3")}
+    for prec, out in outs.items():
+        assert torch.equal(out, chain[prec][0][-1]), f"{prec}: binding forward != kernel chain"
     assert not torch.equal(outs["bf16:2"], outs["bf16:3"]), "bf16:3 ran with fp32 storage"
+    # the adaptation on one 8 x 16 tile (the emulator's cost grows with the tiles)
+    x, target = x[:, :8, :16].contiguous(), target[:, :8, :16].contiguous()
     lrs = torch.tensor([0.02, 0.01])
     ref = [p.double().clone() for p in plist]
     for lr in lrs:
