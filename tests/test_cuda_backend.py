@@ -440,6 +440,13 @@ def test_act16_refuses_fp32_only_kernels(emu):
     gw, gb = torch.full((co, ci, 3, 3), 7.0), torch.full((co,), 7.0)
     assert emu.emu_wgrad(_p(x), _p(gy), _p(gw), _p(gb), N, H, W, ci, co, 32, 0) == -1
     assert bool((gw == 7).all())
+    # 4 -> 3: the thin kernel's shape, but both sides are fp32 under the storage rule
+    # (bf16 iff > 4 channels), which the kernel would misread as its bf16 wide side
+    x4, w4 = torch.zeros(N, H, W, 4), torch.zeros(3, 4, 3, 3)
+    fwd4, _, f16, _ = _emu_pack(emu, w4)
+    y3 = torch.full((N, H, W, 3), 7.0)
+    assert emu.emu_conv(_p(x4), _p(fwd4), _p(f16), _p(None), _p(None), _p(None), _p(y3), N, H, W, 4, 3, 0, 0, 32) == -1
+    assert emu.emu_wgrad(_p(x4), _p(y3), _p(w4), _p(None), N, H, W, 4, 3, 32, 0) == -1
 
 
 def test_l1_and_sgd_on_cpu_emulator(emu):

@@ -77,6 +77,8 @@ inline bool mzsr_conv3x3_uses_bf16_weights(MzsrPrecision prec, int variant) {
 // where it applies (any precision: exact fp32), else halo for bf16 where it applies, else
 // as variant 0; fp32 otherwise always SIMT.
 inline int mzsr_conv3x3_pick(const Conv3x3Params& p, MzsrPrecision prec, int variant) {
+  // act16 only where the storage rule (bf16 iff > 4 channels) matches what the kernel reads
+  if (p.act16 && !mzsr_conv3x3_act16_layer_ok(p.Cin, p.Cout)) return -1;
   if (mzsr_variant_halo(variant) && mzsr_conv3x3_thin_ok(p)) return 3;
   if (mzsr_conv3x3_uses_bf16_weights(prec, variant) && mzsr_conv3x3_halo_ok(p)) return 2;
   if (p.act16) return -1;  // the other kernels read fp32 only
@@ -132,6 +134,7 @@ void mzsr_launch_conv3x3_wgrad_thin(const Conv3x3WgradParams& p, cudaStream_t st
 // partial_w / partial_b may still be null here).
 inline int mzsr_wgrad_plan(Conv3x3WgradParams* p, MzsrPrecision prec, int variant) {
   const long long P = static_cast<long long>(p->N) * p->H * p->W;
+  if (p->act16 && !mzsr_conv3x3_act16_layer_ok(p->Cin, p->Cout)) return -1;  // as mzsr_conv3x3_pick
   if (mzsr_variant_halo(variant) && mzsr_conv3x3_wgrad_thin_ok(*p)) {  // exact: any precision
     p->chunk_pixels = mzsr_wgrad_thin_chunk_pixels();
     p->num_chunks = static_cast<int>((P + p->chunk_pixels - 1) / p->chunk_pixels);
