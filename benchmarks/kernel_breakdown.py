@@ -63,6 +63,13 @@ def summarize(rows, top: int = 15) -> dict:
     }
 
 
+def _on_device(evt) -> bool:
+    """Whether a key_averages() entry is a device activity (a kernel, memcpy or memset), not
+    a CPU op whose device time would count its kernels a second time."""
+    dt = getattr(evt, "device_type", None)
+    return dt is None or str(dt).endswith("CUDA")
+
+
 def _device_us(evt) -> float:
     for attr in ("device_time_total", "cuda_time_total", "self_device_time_total", "self_cuda_time_total"):
         v = getattr(evt, attr, None)
@@ -125,7 +132,7 @@ def main(argv=None) -> int:
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 once()
                 torch.cuda.synchronize()
-            rows = [(e.key, _device_us(e), e.count) for e in prof.key_averages()]
+            rows = [(e.key, _device_us(e), e.count) for e in prof.key_averages() if _on_device(e)]
             res = summarize(rows, a.top)
             out["providers"][key] = res
             fams = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in res["families"].items())

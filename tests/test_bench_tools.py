@@ -61,3 +61,17 @@ def test_breakdown_needs_cuda(kb, tmp_path, capsys):
     assert kb.main(["--out", str(tmp_path / "b.json")]) == 2
     assert "needs CUDA" in capsys.readouterr().out
     assert not (tmp_path / "b.json").exists()
+
+
+def test_device_entries_only(kb):
+    """CPU ops (whose device time includes their kernels) are left out of the sum."""
+    from types import SimpleNamespace as NS
+
+    from torch.autograd import DeviceType
+
+    assert kb._on_device(NS(device_type=DeviceType.CUDA))
+    assert not kb._on_device(NS(device_type=DeviceType.CPU))
+    assert kb._on_device(NS())  # older entries without the attribute: kept
+    assert kb._device_us(NS(device_time_total=12.5)) == 12.5
+    assert kb._device_us(NS(cuda_time_total=3.0)) == 3.0
+    assert kb._device_us(NS()) == 0.0
