@@ -412,6 +412,24 @@ def test_binding_on_cpu_emulator(emu_binding, chain):
             E.cuda_net_forward(plist, x, bad)
 
 
+@pytest.mark.parametrize("case", ["net_grads", (1, 1, 1), (2, 9, 7), (1, 30, 41)], ids=str)
+def test_gpu_whole_net_tests_on_emulated_binding(emu_binding, case):
+    """A CPU dry run of the GPU tests of the whole-net ops for variant 3 in bf16: the same
+    test functions (inputs from the model's init, tolerances) with DEV = "cpu" and the
+    emulated binding in place of torch.ops.mzsr_fast, so that a tolerance the new storage
+    cannot meet shows here instead of in a GPU lease."""
+    g = globals()
+    saved = g["DEV"], g["_ops"]
+    g["DEV"], g["_ops"] = "cpu", (lambda: emu_binding)
+    try:
+        if case == "net_grads":
+            test_net_grads_and_forward_vs_reference("bf16:3")
+        else:
+            test_adapt_step_vs_reference(case, "bf16:3")
+    finally:
+        g["DEV"], g["_ops"] = saved
+
+
 def test_act16_layer_rule(emu):
     """The rule the binding's act16_net applies to every layer: the model's layers all
     qualify (so variant 3 really stores bf16 for it); a layer that a kernel reading bf16

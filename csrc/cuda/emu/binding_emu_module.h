@@ -28,6 +28,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                          const std::string& prec) {
     return mzsr_cuda::adapt_p(params, x, target, lrs, parse_precision(prec), false);
   });
+  m.def("cuda_adapt_step", [](const TL& params, const Tensor& x, const Tensor& target, const Tensor& lr,
+                              const std::string& prec) {
+    return mzsr_cuda::adapt_p(params, x, target, lr, parse_precision(prec), true);
+  });
   m.def("l1_loss_grad", &mzsr_cuda::l1_loss_grad);
   m.def("sgd_update_", [](const TL& params, const TL& grads, const Tensor& lr) {
     mzsr_cuda::sgd_update_(params, grads, lr);
