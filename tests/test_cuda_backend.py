@@ -412,20 +412,24 @@ def test_binding_on_cpu_emulator(emu_binding, chain):
             E.cuda_net_forward(plist, x, bad)
 
 
-@pytest.mark.parametrize("case", ["net_grads", (1, 1, 1), (2, 9, 7), (1, 30, 41)], ids=str)
-def test_gpu_whole_net_tests_on_emulated_binding(emu_binding, case):
-    """A CPU dry run of the GPU tests of the whole-net ops for variant 3 in bf16: the same
-    test functions (inputs from the model's init, tolerances) with DEV = "cpu" and the
-    emulated binding in place of torch.ops.mzsr_fast, so that a tolerance the new storage
-    cannot meet shows here instead of in a GPU lease."""
+#: GPU tests re-run on the emulated binding: (test name, args).  Variant 3's whole-net
+#: tests (its bf16 storage) and variant 2's op tests over every op shape (its halo / thin
+#: kernels; a single op runs ":3" as ":2").
+_GPU_DRY_RUN = ([("test_net_grads_and_forward_vs_reference", ("bf16:3",))]
+                + [("test_adapt_step_vs_reference", (nhw, "bf16:3")) for nhw in ((1, 1, 1), (2, 9, 7), (1, 30, 41))]
+                + [(f"test_conv3x3_{op}", (shape, "bf16:2")) for shape in SHAPES for op in ("fwd", "dgrad", "wgrad")])
+
+
+@pytest.mark.parametrize("name,args", _GPU_DRY_RUN, ids=[f"{n[5:]}-{a[0]}" for n, a in _GPU_DRY_RUN])
+def test_gpu_tests_on_emulated_binding(emu_binding, name, args):
+    """A CPU dry run of GPU tests of the new kernels: the same test functions (inputs,
+    tolerances) with DEV = "cpu" and the emulated binding in place of torch.ops.mzsr_fast,
+    so that a tolerance the kernels cannot meet shows here instead of in a GPU lease."""
     g = globals()
     saved = g["DEV"], g["_ops"]
     g["DEV"], g["_ops"] = "cpu", (lambda: emu_binding)
     try:
-        if case == "net_grads":
-            test_net_grads_and_forward_vs_reference("bf16:3")
-        else:
-            test_adapt_step_vs_reference(case, "bf16:3")
+        g[name](*args)
     finally:
         g["DEV"], g["_ops"] = saved
 
@@ -559,7 +563,7 @@ def test_conv3x3_dgrad(shape, precision):
 
 
 @gpu
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS + ("fp32:2", "bf16:2"))  # + the halo / thin partials
 @pytest.mark.parametrize("shape", SHAPES, ids=_sid)
 def test_conv3x3_wgrad(shape, precision):
     ops = _ops()
