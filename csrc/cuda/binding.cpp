@@ -135,7 +135,7 @@ at::ScalarType act_dtype(bool act16, int64_t channels) { return act16 && channel
 const float* aptr(const at::Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
 
 // One packed GEMM operand: fp32, plus its bf16 copy (same layout, raw bits as int16) for
-// the kernels that read bf16 weights (variant 2: conv3x3_halo.cu); b16 undefined otherwise.
+// the kernels that read bf16 weights (variants 2/3: conv3x3_halo.cu); b16 undefined otherwise.
 struct PackedW {
   at::Tensor f32, b16;
 };

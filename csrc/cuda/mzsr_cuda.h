@@ -110,7 +110,7 @@ void mzsr_launch_conv3x3_wgrad_partial_tc(const Conv3x3WgradParams& p, MzsrPreci
 void mzsr_launch_conv3x3_bgrad_partial(const Conv3x3WgradParams& p, cudaStream_t stream);
 void mzsr_launch_conv3x3_wgrad_reduce(const Conv3x3WgradParams& p, cudaStream_t stream);
 
-// Variant 2 (conv3x3_halo.cu): bf16 halo-tile partials for Cin == Cout == 64, in
+// Variants 2/3 (conv3x3_halo.cu): bf16 halo-tile partials for Cin == Cout == 64, in
 // mzsr_wgrad_halo_chunks(N, H, W) chunks of whole 8 x 16 tiles (bias partials included).
 // 128 chunks (x 3 kernel rows = 384 blocks of 4 warps): at 256^2 (512 tiles, 4 per chunk)
 // one wave on an H100 (132 SMs x 3 blocks); 64 left 192 blocks, 1.5 per SM, too few warps
@@ -121,7 +121,7 @@ bool mzsr_conv3x3_wgrad_halo_ok(const Conv3x3WgradParams& p);
 int mzsr_wgrad_halo_chunks(int N, int H, int W, int max_chunks = kMzsrWgradHaloMaxChunks);
 void mzsr_launch_conv3x3_wgrad_halo_bf16(const Conv3x3WgradParams& p, cudaStream_t stream);
 
-// Variant 2 (conv3x3_halo.cu): exact fp32 partials for the 3-channel layers (Cin <= 4 with
+// Variants 2/3 (conv3x3_halo.cu): exact fp32 partials for the 3-channel layers (Cin <= 4 with
 // Cout % 4 == 0, or Cout <= 4 with Cin % 4 == 0; <= 128 wide), chunks of
 // mzsr_wgrad_thin_chunk_pixels() pixels (bias partials included).
 bool mzsr_conv3x3_wgrad_thin_ok(const Conv3x3WgradParams& p);
