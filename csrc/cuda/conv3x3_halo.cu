@@ -221,14 +221,15 @@ __global__ void __launch_bounds__(kHaloThreads, kHaloMinBlocks) mzsr_conv3x3_dgr
 }
 
 // ---------------------------------------------------------------------------- thin (fp32)
-__device__ __forceinline__ void thin_epilogue4(const Conv3x3Params& p, long long pix, int co, float (&v)[4], int nco) {
-  // nco = number of valid channels of the 4 starting at co (4, or Cout for thin-out)
-  const long long o = pix * p.Cout + co;
+// The thin-out epilogue: the Cout (<= 4) channels of pixel pix, fp32, scalar (a pixel's
+// row of 1-4 floats need not be 16-byte aligned).
+__device__ __forceinline__ void thin_out_epilogue(const Conv3x3Params& p, long long pix, float (&v)[4]) {
+  const long long o = pix * p.Cout;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    if (q >= nco) break;
+    if (q >= p.Cout) break;
     float a = v[q];
-    if (p.bias) a += p.bias[co + q];
+    if (p.bias) a += p.bias[q];
     if (p.relu) a = fmaxf(a, 0.f);
     if (p.mask) a = p.mask[o + q] > 0.f ? a : 0.f;
     if (p.residual) a += p.residual[o + q];
@@ -284,7 +285,7 @@ __global__ void __launch_bounds__(kThinThreads) mzsr_conv3x3_thin_out_nhwc(Conv3
     float v[4];
 #pragma unroll
     for (int c = 0; c < 4; ++c) v[c] = ((red[tid][c] + red[tid + 1][c]) + red[tid + 2][c]) + red[tid + 3][c];
-    thin_epilogue4(p, q.pix, 0, v, p.Cout);
+    thin_out_epilogue(p, q.pix, v);
   }
 }
 

@@ -66,10 +66,6 @@ __device__ __forceinline__ float4 ld4<__nv_bfloat16>(const __nv_bfloat16* src) {
                      bf16_bits_to_float(u.y & 0xFFFFu), bf16_bits_to_float(u.y >> 16));
 }
 
-// One value as float from fp32 or bf16 storage.
-__device__ __forceinline__ float ld1(const float* src) { return *src; }
-__device__ __forceinline__ float ld1(const __nv_bfloat16* src) { return __bfloat162float(*src); }
-
 // 4 values stored as fp32 (exactly) or bf16 (round to nearest even), one vector store.
 template <typename T>
 __device__ __forceinline__ void st4(T* dst, float4 v) {
