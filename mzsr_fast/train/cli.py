@@ -28,8 +28,21 @@ def _run_meta(args) -> int:
                      done="meta-train: stopped at step {step}; best validation {best}")
 
 
+def _run_campaign(args) -> int:
+    from . import campaign
+
+    return campaign.run(args)
+
+
+def _run_layer_lr(args) -> int:
+    from . import layer_lr
+
+    layer_lr.run(args)
+    return 0
+
+
 def register(subparsers) -> None:
-    from . import meta, pretrain
+    from . import campaign, layer_lr, meta, pretrain
 
     p = subparsers.add_parser("pretrain", help="bicubic pretraining (transfer stage), resumable",
                               description=pretrain.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,3 +52,11 @@ def register(subparsers) -> None:
                               description=meta.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     meta.add_args(m)
     m.set_defaults(func=_run_meta)
+    c = subparsers.add_parser("campaign", help="start or resume a long meta-training campaign (one folder, committed)",
+                              description=campaign.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    campaign.add_args(c)
+    c.set_defaults(func=_run_campaign)
+    ll = subparsers.add_parser("layer-lr", help="meta-learn per-layer inner rates of a weights file, fold them in",
+                               description=layer_lr.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    layer_lr.add_args(ll)
+    ll.set_defaults(func=_run_layer_lr)

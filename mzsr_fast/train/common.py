@@ -73,6 +73,10 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("validation")
     v.add_argument("--val-data", default=DEFAULT_VAL, help="HR folder for validation [%(default)s]")
     v.add_argument("--val-setting", default=None, help="g20 | g02 | gani | b13 (default: g20, b13 for bicubic)")
+    v.add_argument("--val-suite", default=None,
+                   help="validate on several sets and settings instead of --val-data/--val-setting: "
+                        "'set5:g02,set5:g20,set14:gani,...' (a set is a folder, or a name under the data root "
+                        "of --val-data); the psnr_n keys are then the means over every cell (issue 15's rule)")
     v.add_argument("--val-every", type=int, default=500, help="validate every N steps (0 = never) [%(default)s]")
     v.add_argument("--val-steps", default="1,10", help="adaptation steps to validate [%(default)s]")
     v.add_argument("--val-limit", type=int, default=None, help="use only the first N validation images")

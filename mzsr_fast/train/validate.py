@@ -21,7 +21,7 @@ from .. import metrics
 from ..api import adapt_and_upscale
 from ..degradation import degrade, gaussian_kernel, imresize
 
-__all__ = ["SETTINGS", "ValSet", "load_valset", "validate"]
+__all__ = ["SETTINGS", "ValSet", "ValSuite", "load_valset", "load_suite", "validate", "validate_suite"]
 
 #: name -> (kernel args for gaussian_kernel (size, var1, var2, theta), subsampling); SPEC section 2
 SETTINGS = {
@@ -61,6 +61,72 @@ def load_valset(folder, setting: str = "g20", scale: int = 2, limit: int | None 
         lr = degrade(hr, k, scale, sub)
         items.append((p.stem, lr, hr))
     return ValSet(items, k, scale, sub, setting)
+
+
+class ValSuite:
+    """Several ``(set, setting)`` cells validated together; ``cells``: list of
+    ``(name, ValSet)`` with ``name = "set5:g20"``.  :func:`validate_suite` reports each
+    cell and the means over all cells, which select the best snapshot (issue 15: a single
+    Set5 setting moves by +-0.7 dB between neighbouring snapshots)."""
+
+    def __init__(self, cells):
+        self.cells = list(cells)
+        self.setting = "suite:" + ",".join(n for n, _ in self.cells)
+
+    def __len__(self):
+        return sum(len(v) for _, v in self.cells)
+
+
+#: issue 15's selection rule: Set5 and Set14, the three direct settings
+DEFAULT_SUITE = "set5:g02,set5:g20,set5:gani,set14:g02,set14:g20,set14:gani"
+
+
+def parse_suite(spec: str, root) -> list[tuple[str, Path, str]]:
+    """``"set5:g20,set14:gani"`` -> ``[(name, folder, setting)]``; a set is a folder path or a
+    folder name under ``root``.  ``ValueError`` naming the bad part."""
+    out = []
+    for part in (p.strip() for p in str(spec).split(",")):
+        if not part:
+            continue
+        if ":" not in part:
+            raise ValueError(f"validation suite cell {part!r} must be SET:SETTING (e.g. set5:g20)")
+        folder, setting = part.rsplit(":", 1)
+        if setting not in SETTINGS:
+            raise ValueError(f"validation suite cell {part!r}: unknown setting {setting!r}; choose from {sorted(SETTINGS)}")
+        path = Path(folder)
+        if not path.is_dir():
+            path = Path(root) / folder
+        if not path.is_dir():
+            raise ValueError(f"validation suite cell {part!r}: no folder {folder!r} (nor under {root})")
+        out.append((f"{Path(folder).name}:{setting}", path, setting))
+    if not out:
+        raise ValueError(f"empty validation suite {spec!r}")
+    return out
+
+
+def load_suite(spec: str, root, scale: int = 2, limit: int | None = None) -> ValSuite:
+    return ValSuite((name, load_valset(path, setting, scale, limit)) for name, path, setting in parse_suite(spec, root))
+
+
+def validate_suite(params, suite: ValSuite, steps: Sequence[int] = (1, 10), **kw) -> dict:
+    """:func:`validate` on every cell: ``psnr_{n}`` and ``bicubic`` are the means over the
+    cells (each cell the mean over its images), ``cells`` holds each cell's results and
+    ``images`` each image's, keyed ``"set5:g20/baby"``."""
+    t0 = time.perf_counter()
+    cells, images = {}, {}
+    want_images = kw.pop("per_image", False)
+    for name, vs in suite.cells:
+        r = validate(params, vs, steps, per_image=True, **kw)
+        for img, v in r.pop("images").items():
+            images[f"{name}/{img}"] = v
+        r.pop("val_time")
+        cells[name] = {k: round(float(v), 4) for k, v in r.items()}
+    res = {k: float(np.mean([c[k] for c in cells.values()])) for k in next(iter(cells.values()))}
+    res["val_time"] = time.perf_counter() - t0
+    res["cells"] = cells
+    if want_images:
+        res["images"] = images
+    return res
 
 
 def validate(
@@ -122,9 +188,15 @@ def validation_setup(args, setting: str, main: bool = True) -> tuple[ValSet | No
     main rank when ``--val-every`` and ``--val-data`` are set, and a bad ``--best-metric``
     fails here, before any training, not at the first validation."""
     val_steps = [int(s) for s in str(args.val_steps).split(",") if s.strip()]
-    if not (main and args.val_every and args.val_data):
+    suite = getattr(args, "val_suite", None)
+    if suite:
+        parse_suite(suite, Path(args.val_data).parent)  # a bad suite fails on every rank, before training
+    if not (main and args.val_every and (args.val_data or suite)):
         return None, val_steps
-    valset = load_valset(args.val_data, setting, args.scale, args.val_limit)
+    if suite:
+        valset = load_suite(suite, Path(args.val_data).parent, args.scale, args.val_limit)
+    else:
+        valset = load_valset(args.val_data, setting, args.scale, args.val_limit)
     best_keys(args.best_metric, val_steps)
     return valset, val_steps
 
@@ -138,10 +210,13 @@ def validation_round(params, valset: ValSet, val_steps: Sequence[int], *, step: 
     ``best`` record."""
     from .common import export_weights
 
-    res = validate({k: v.detach() for k, v in params.items()}, valset, val_steps, device=device,
-                   backend=args.val_backend, per_image=True)
+    run_val = validate_suite if isinstance(valset, ValSuite) else validate
+    res = run_val({k: v.detach() for k, v in params.items()}, valset, val_steps, device=device,
+                  backend=args.val_backend, per_image=True)
     images = res.pop("images")
-    log.log(kind="val", step=step, time=train_time_s, setting=valset.setting, **res, images=images)
+    cells = res.pop("cells", None)
+    log.log(kind="val", step=step, time=train_time_s, setting=valset.setting, **res, images=images,
+            **({"cells": cells} if cells else {}))
     bar.write(f"[{prefix}] step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
     keys = best_keys(args.best_metric, val_steps)
     key = "+".join(keys)
