@@ -146,3 +146,29 @@ def test_suite_parsing_names_bad_cells(tmp_path):
         parse_suite("set5:g99", tmp_path)
     with pytest.raises(ValueError, match="no folder"):
         parse_suite("set7:g20", tmp_path)
+
+
+def test_best_restarts_when_the_validation_changes(tmp_path, monkeypatch):
+    """A run continued as a campaign: the old single-set best (Set5 g20 ~ 68.8 for
+    MZSR(1)+MZSR(10)) must not block the suite's lower means from selecting a snapshot."""
+    import types
+
+    from mzsr_fast import model
+    from mzsr_fast.train import validate as V
+
+    _folder(tmp_path / "v", 1, 0, (44, 46))
+    suite = V.load_suite(f"{tmp_path / 'v'}:g20", tmp_path)
+    monkeypatch.setattr(V, "validate_suite", lambda *a, **k: {"psnr_1": 31.0, "psnr_10": 32.0, "bicubic": 28.0,
+                                                                "val_time": 0.1, "cells": {}, "images": {}})
+    args = types.SimpleNamespace(val_backend="reference", best_metric="psnr_1+psnr_10", keep_val_snapshots=False)
+    log = types.SimpleNamespace(log=lambda **r: None)
+    bar = types.SimpleNamespace(write=lambda s: None)
+    params = model.init_params(0)
+    old = {"psnr_1": 34.0, "psnr_10": 35.0, "step": 100, "key": "psnr_1+psnr_10", "score": 69.0}
+    kw = dict(step=400, device="cpu", args=args, out=tmp_path, log=log, bar=bar, prefix="t", train_time_s=1.0, meta={})
+    best = V.validation_round(params, suite, [1, 10], best=dict(old), **kw)
+    assert best["step"] == 400 and best["setting"] == suite.setting and (tmp_path / "best.safetensors").exists()
+    # the same suite later with a lower score keeps the best
+    monkeypatch.setattr(V, "validate_suite", lambda *a, **k: {"psnr_1": 30.0, "psnr_10": 32.0, "bicubic": 28.0,
+                                                                "val_time": 0.1, "cells": {}, "images": {}})
+    assert V.validation_round(params, suite, [1, 10], best=best, **{**kw, "step": 800})["step"] == 400

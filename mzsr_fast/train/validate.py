@@ -225,7 +225,13 @@ def validation_round(params, valset: ValSet, val_steps: Sequence[int], *, step: 
                  **{f"val_{k}": round(v, 3) for k, v in res.items()}, **meta)
     if args.keep_val_snapshots:
         export_weights(out / f"val_step{step}.safetensors", params, **wmeta)
+    prev = best.get("setting")
+    if best and (prev != valset.setting if prev is not None else isinstance(valset, ValSuite)):
+        # the validation changed (e.g. a run continued as a campaign with the suite): a score
+        # of another validation is no yardstick; the first one of the new kind starts afresh
+        bar.write(f"[{prefix}] validation changed ({prev or 'single set'} -> {valset.setting}): best restarts here")
+        best = {}
     if score > best.get("score", best.get(key, -1e9)):
-        best = {**res, "step": step, "key": key, "score": score}
+        best = {**res, "step": step, "key": key, "score": score, "setting": valset.setting}
         export_weights(out / "best.safetensors", params, **wmeta)
     return best
