@@ -83,7 +83,7 @@ def pack_weight_fwd(w: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
     """OIHW -> the forward kernel's copy ``(9 * Cout * Cin,)``, row-major ``[tap][co][ci]``:
     K-major for the forward GEMM's B operand (TF32 wgmma needs K-major operands; with the
     ``[tap][ci][co]`` layout the compiled sm_90 kernel used 4-byte cp.async for B, checked
-    in the PTX, 2026-11-26).  Stored in the activation dtype (bf16 in the bf16 path)."""
+    in the PTX).  Stored in the activation dtype (bf16 in the bf16 path)."""
     return w.detach().permute(2, 3, 0, 1).reshape(-1).to(dtype).contiguous()
 
 
@@ -454,15 +454,15 @@ def mzsr_l1_loss_reduce(PART, n, OUT, out_idx, inv_numel, BLOCK: tl.constexpr):
 # has minutes, not hours); every other variant has one fixed config.  The fixed configs
 # are chosen so every tl.dot dimension is >= 16 (the 3-channel layers pad K 27 -> 32 and
 # N 3 -> 16 by masking).  The candidates follow the usual Hopper GEMM shapes for K=576, N=64;
-# with them the autotuned bf16 step at 256^2 takes 0.69 ms and the whole call 7.85 ms on an
-# H100 (2026-11-26, benchmarks/results/gpu_20261126_h100{,_s2}); which candidate wins per
-# size class is not recorded yet.  Every candidate is checked alone on the GPU
+# their measured step and whole call: rows ops/step and e2e/adapt_and_upscale_steps10,
+# provider triton_bf16, of benchmarks/results/h100.csv; which candidate wins per size class
+# is not recorded yet.  Every candidate is checked alone on the GPU
 # (tests/test_triton_conv3x3.py::test_gpu_every_tune_config).
 
 #: Tile sizes under the interpreter (CPU tests).  Bigger tiles are nearly free there (numpy
 #: ops) while every program and loop iteration costs Python time: BK 1024 puts the whole
-#: flattened K (9 x 64 = 576) in one block (one step of the backend took 4.4 s of CPU with
-#: BK 32 and 1.6 s with BK 1024 on the shared dev machine, 2026-11-26).  The kernel tests
+#: flattened K (9 x 64 = 576) in one block (faster: rows ops/step_triton_interpreter of
+#: benchmarks/results/cpu-amd-epyc-2c.csv).  The kernel tests
 #: shrink them (BM 16, BK 32, CHUNK 32) to exercise several tiles, K blocks inside a tap,
 #: and partial tails.
 INTERP = {"BM": 64, "BK": 1024, "CHUNK": 128}
@@ -476,7 +476,7 @@ _TUNE = {
     ("fwd", 2): [(128, 64, 64, 4, 3), (256, 64, 64, 8, 3), (128, 64, 64, 4, 1)],
     # TF32 wgrad: both operands are MN-major in NHWC (the reduction runs over pixels), so a
     # pipelined (cp.async) version copies 4 bytes at a time; num_stages=1 loads through
-    # registers with 16-byte vectors instead (sm_90 PTX inspected, 2026-11-26).  Both kinds
+    # registers with 16-byte vectors instead (sm_90 PTX inspected).  Both kinds
     # are candidates; the autotuner measures.
     ("wgrad", 1): [(128, 64, 64, 4, 1), (128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (128, 64, 64, 4, 3)],
     ("wgrad", 2): [(128, 64, 64, 4, 3), (64, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3)],
@@ -485,11 +485,11 @@ _TUNE = {
 # registers per thread for 64x64.  Register-loaded (num_stages=1) candidates let the three
 # one-pixel-apart x tiles hit in L1 (cp.async.cg bypasses L1).
 # BLOCK_K stays 64: the accumulator's M is BLOCK_K, and wgmma needs M >= 64 (BK 32 fell
-# back to mma.sync and spilled, sm_90 PTX via kernels/aot_check.py, 2026-11-26).
+# back to mma.sync and spilled, sm_90 PTX via kernels/aot_check.py).
 _TUNE[("wgrad3", 1)] = [(128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (64, 64, 64, 4, 2)]
-# bf16: (64, 64, 64, 4, 3) is NOT a candidate: on an H100 (2026-11-26) that config gave
-# weight gradients off by 30-49% of their max (64x64, 13x10, 2x37x29; the other two
-# candidates 3e-7), and the autotuner picked it at the 64^2 size class.  Each candidate is
+# bf16: (64, 64, 64, 4, 3) is NOT a candidate: on an H100 that config gave wrong weight
+# gradients (errors in benchmarks/results/gpu_20261126_h100_fix/README.md), and the
+# autotuner picked it at the 64^2 size class.  Each candidate is
 # checked on its own by tests/test_triton_conv3x3.py::test_gpu_every_tune_config.
 _TUNE[("wgrad3", 2)] = [(128, 64, 64, 8, 3), (128, 64, 64, 8, 1)]
 _TUNE[("dgrad", 1)] = _TUNE[("fwd", 1)]

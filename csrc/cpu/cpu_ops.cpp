@@ -2,14 +2,13 @@
 // mzsr_fast/reference.py): float32, NHWC, OpenMP over output rows, vectorised with
 // AVX-512 (16 lanes) or AVX2+FMA (8 lanes) chosen at run time, plain C++ elsewhere.
 //
-// Design (measured numbers in benchmarks/results/ and mzsr_fast/backends/cpu.py):
+// Design (measured numbers: benchmarks/results/<machine>.csv, docs/benchmarks.md):
 // * direct conv on zero-padded NHWC buffers (no im2col, no edge branches): a block of
 //   6 pixels x 64 output channels lives in registers over the whole K = 9 taps x Cin,
-//   packed weights [tap][ci][co] stream from L1/L2 (conv_kernels.inc).  Measured
-//   2026-11-26, one Zen 4 core, 128^2 x 64 -> 64: K blocks of 8 channels with partial
-//   sums in a scratch row 94 GF/s, whole K in registers 110 GF/s (FMA peak 117);
+//   packed weights [tap][ci][co] stream from L1/L2 (conv_kernels.inc; the whole K in
+//   registers won: rows ops/conv3x3_fwd_64to64/k_block of benchmarks/results/cpu-amd-epyc-2c.csv);
 // * the 64 -> 3 last layer: vectorised over input channels (narrow_row), not over 3 of
-//   16 output lanes (3.1 ms -> 0.8 ms per 128^2 row sweep);
+//   16 output lanes (rows ops/conv3x3_64to3_row_sweep, same table);
 // * precision "bf16" (AVX512_BF16): conv_bf16.inc, vdpbf16ps on channel pairs (forward,
 //   dgrad) and pixel pairs (wgrad), 2x the fp32 rate;
 // * dgrad = the same kernel with flipped/transposed weights, ReLU mask fused in the
@@ -20,8 +19,8 @@
 //   fused into the reduction;
 // * Winograd F(2x2,3x3) (conv_winograd.inc) for the 64 -> 64 layers: forward, input
 //   gradient and weight gradient with 16 instead of 36 multiplies per 2x2 outputs; 16 GEMMs
-//   per chunk of 30 tiles with the same 6 x 64 register block (114 GF/s), ~1.8x the direct
-//   kernels per conv (numbers next to wino_mode below); AVX-512 by default, switch
+//   per chunk of 30 tiles with the same 6 x 64 register block, faster than the direct
+//   kernels per conv (see wino_mode below); AVX-512 by default, switch
 //   MZSR_FAST_CPU_WINOGRAD / op cpu_winograd;
 // * the L1 loss and its gradient are fused into the last layer's forward epilogue;
 // * adapt_step / net forward carve all buffers from one per-thread arena that only grows,
@@ -250,14 +249,9 @@ static inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 // Mode: 0 off, 1 auto (on with the AVX-512 kernels, where it was measured faster), 2 on
 // with every ISA (tests).  Env MZSR_FAST_CPU_WINOGRAD=0 / 1 / auto at first use, then the
 // op cpu_winograd("off" | "auto" | "on").
-// Measured 2026-11-26, one Zen 4 core (2-core AMD EPYC VM, shared), 64 -> 64 + bias + ReLU,
-// chunks of 30 tiles: 128^2 direct 10.7 ms (112 GF/s) vs Winograd 5.6-5.9 ms (1.80-1.92x),
-// 256^2 42.5-43.2 ms vs 23.5-23.9 ms (1.81-1.83x); the GEMMs alone run at 114 GF/s
-// (of 117 peak), the two transforms take the rest (~0.6 ms at 128^2).  Weight gradient,
-// same core: 128^2 11.0-11.2 ms vs 6.0-6.1 ms (1.79-1.87x), 256^2 44.6 vs 25.3 ms (1.76x).
-// Whole adapt_and_upscale(steps=10) on Set5 baby (256^2 -> 512^2), one thread, interleaved
-// best of 3 (benchmarks/results/cpu_winograd_2026-11-26.json): Winograd off 9.65 s, on
-// 5.60 s; nn.Module + SGD NCHW 13.70 s (2.45x), channels_last 10.75 s (1.92x).
+// Winograd wins per conv: rows ops/conv3x3_{fwd,wgrad}_64to64, cpu_fp32:direct vs
+// cpu_fp32:winograd, of benchmarks/results/cpu-amd-epyc-2c.csv (the whole call with it on
+// and off: benchmarks/results/cpu_winograd_2026-11-26.json).
 // AVX2 is left on the direct kernels by default (not measured on an AVX2-only machine);
 // "on" runs the same algorithm with the AVX2 / plain C++ kernels (tested, not tuned).
 static std::atomic<int> g_wino{-1};

@@ -4,22 +4,27 @@ For each HR image (mod-cropped to the scale): LR = ``degrade(HR, k, s, subsampli
 setting (SPEC section 2), then
 
 * bicubic: ``imresize(LR, s)``;
-* ZSSR: :func:`mzsr_fast.zssr_upscale` (official defaults unless ``--zssr-preset`` /
-  ``--zssr-max-iters``: lr policy, up to 3000 iterations, 8-frame self-ensemble,
-  back-projection), one run;
+* ZSSR: :func:`mzsr_fast.zssr_upscale`'s trainer and self-ensemble (official defaults
+  unless ``--zssr-preset`` / ``--zssr-max-iters``: lr policy, up to 3000 iterations,
+  8-frame self-ensemble, back-projection), one run; in the same run the network is also
+  scored at the ``--zssr-curve`` iterations (PSNR of its plain output, no self-ensemble,
+  against the training seconds so far, the scoring time excluded), so that one plot shows
+  ZSSR's PSNR-vs-time curve next to MZSR(k)'s;
 * MZSR(k): :func:`mzsr_fast.adapt_and_upscale` with k steps (shipped weights unless
   ``--weights``), one warm-up call, then the median of ``--repeat`` timed calls;
 
 and records wall time and PSNR/SSIM (Y, shave = scale).  After every image it rewrites
 
-    benchmarks/results/vs_zssr_<setting>_<date>.json   all numbers + machine + options
-    benchmarks/results/vs_zssr_<setting>_<date>.md     the table, machine, date, speed ratio
-    benchmarks/results/vs_zssr_<setting>_<date>.png    mean PSNR vs seconds (log time axis)
+    <out-dir>/vs_zssr_<setting>_<date>.json   all numbers + machine + options
+    <out-dir>/vs_zssr_<setting>_<date>.md     the table, machine, date, speed ratio
+    <out-dir>/vs_zssr_<setting>_<date>.png    mean PSNR vs seconds (log time axis)
 
 so an interrupted run still leaves a (subset) report that says how many images it covers.
 ``--from-json F`` only re-renders the table and plot from an earlier JSON.
 
-    python benchmarks/report_vs_zssr.py --hr-dir ../shared/data/set5 --setting g^d_2.0 \
+(``--out-dir`` default: benchmarks/results/)
+
+    python benchmarks/quality/report_vs_zssr.py --hr-dir ../shared/data/set5 --setting g^d_2.0 \
         [--images bird,head] [--steps 1,10,25,50] [--threads 2] [--device cpu]
 """
 from __future__ import annotations
@@ -36,14 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from mzsr_fast import adapt_and_upscale, degrade, gaussian_kernel, imresize  # noqa: E402
 from mzsr_fast import io as mio  # noqa: E402
-from mzsr_fast.benchutil import machine_info  # noqa: E402
+from benchmarks.harness import machine_info  # noqa: E402
 from mzsr_fast.metrics import psnr_y, ssim_y  # noqa: E402
-from mzsr_fast.zssr import ZSSRConfig, zssr_upscale  # noqa: E402
+from mzsr_fast.zssr import ZSSRConfig  # noqa: E402
 
 #: the paper's x2 Set5 numbers (SPEC section 5): setting -> {method: (PSNR, SSIM)}
 PAPER_SET5 = {
@@ -83,6 +88,62 @@ def _label(key: str) -> str:
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def zssr_with_curve(lr: np.ndarray, hr: np.ndarray, scale: int, kernel, cfg: ZSSRConfig, device, seed: int,
+                    checkpoints=(), progress: bool = False):
+    """ZSSR on one LR image (``(h, w, 3)`` uint8) as :func:`mzsr_fast.zssr_upscale` runs it
+    (its trainer, seed and self-ensemble: the same output), also scoring the network after
+    each iteration in ``checkpoints``.  -> ``(sr (s h, s w, 3) uint8, info, curve)``: info
+    as ``zssr_upscale(return_info=True)``'s plus ``seconds`` (the call's wall time without
+    the scoring), curve a list of ``{"iteration", "seconds", "psnr", "ssim"}`` (PSNR/SSIM on Y
+    of the plain network output ``clip(net(imresize(lr, s)))``, seconds of training so far)."""
+    from tqdm.auto import tqdm
+
+    from mzsr_fast import io as _io
+    from mzsr_fast import zssr as Z
+    from mzsr_fast.api import resolve_device
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    k = _io.load_kernel(kernel)
+    xs, meta = _io.to_internal(lr, dev)
+    x = xs[0]
+    sub = cfg.subsampling if k is not None else "bicubic"
+    tr = Z._Trainer(x, k, scale, cfg, seed)
+    want = set(int(c) for c in checkpoints)
+    curve, excluded = [], [0.0]
+    bar = tqdm(total=cfg.max_iters, desc="ZSSR train", unit="it", disable=not progress, leave=False)
+
+    class _Hook:  # the trainer calls update(1) after every iteration (its progress-bar hook)
+        it = 0
+
+        def update(self, n):
+            bar.update(n)
+            self.it += n
+            if self.it in want:
+                _sync(device)
+                t = time.perf_counter()
+                out = _io.from_internal([tr.predict(x)], meta)
+                curve.append({"iteration": self.it, "seconds": t - t0 - excluded[0],
+                              "psnr": psnr_y(out, hr, scale), "ssim": ssim_y(out, hr, scale)})
+                excluded[0] += time.perf_counter() - t
+
+        def set_postfix(self, **kw):
+            bar.set_postfix(**kw)
+
+    t1 = time.perf_counter()
+    iters = tr.train(_Hook())
+    bar.close()
+    t2 = time.perf_counter()
+    sr = Z.self_ensemble(tr.predict, x, scale, k, sub, flips=cfg.output_flip, bp_iters=cfg.back_projection_iters,
+                         align=cfg.ensemble_align)
+    _sync(device)
+    t3 = time.perf_counter()
+    info = {"iterations": iters, "lr_changes": tr.lr_changes[1:], "final_lr": tr.lr, "mse_steps": tr.mse_steps,
+            "mse_rec": tr.mse_rec, "seed": seed,
+            "times": {"train": t2 - t1 - excluded[0], "ensemble": t3 - t2}, "seconds": t3 - t0 - excluded[0]}
+    return _io.from_internal([sr], meta), info, curve
 
 
 def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
@@ -133,16 +194,12 @@ def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
         row["methods"]["zssr"] = dict(a.reused_zssr[path.name], reused=True)
         print(f"  {path.name}: ZSSR reused {row['methods']['zssr']['psnr']:.2f} dB", flush=True)
     elif not a.no_zssr:
-        _sync(a.device)
-        t = time.perf_counter()
-        sr, info = zssr_upscale(lr, scale=s, kernel=kernel, config=zcfg, device=a.device, progress=a.progress,
-                                seed=a.seed, return_info=True)
-        _sync(a.device)
-        dt = time.perf_counter() - t
+        sr, info, curve = zssr_with_curve(lr, hr, s, kernel, zcfg, a.device, a.seed, a.zssr_curve, a.progress)
+        dt = info["seconds"]
         row["methods"]["zssr"] = score(sr, dt, iterations=info["iterations"], lr_changes=info["lr_changes"],
                                        train_seconds=info["times"]["train"],
                                        ensemble_seconds=info["times"]["ensemble"], seed=info["seed"],
-                                       mse_rec=info["mse_rec"], best_shift=best_shift(sr))
+                                       mse_rec=info["mse_rec"], best_shift=best_shift(sr), curve=curve)
         save(sr, "zssr")
         m = row["methods"]["zssr"]
         print(f"  {path.name}: ZSSR {m['psnr']:.2f} dB {dt:.1f} s ({info['iterations']} iterations, "
@@ -174,6 +231,12 @@ def summarize(res: dict) -> dict:
         res["mzsr_weights"] = ws[0]
     if bs:
         res["mzsr_backend"] = " + ".join(bs)
+    z = [r["methods"]["zssr"]["curve"] for r in res["rows"] if r["methods"].get("zssr", {}).get("curve")]
+    if z:  # mean over images of each checkpoint every image reached (ZSSR may stop early)
+        its = sorted(set.intersection(*[{c["iteration"] for c in cv} for cv in z]))
+        res["zssr_curve_mean"] = [
+            {"iteration": i, "n": len(z), **{f: float(np.mean([c[f] for cv in z for c in cv if c["iteration"] == i]))
+                                            for f in ("seconds", "psnr", "ssim")}} for i in its]
     if "zssr" in mean and "mzsr10" in mean:
         ratios = [r["methods"]["zssr"]["seconds"] / r["methods"]["mzsr10"]["seconds"]
                   for r in res["rows"] if "zssr" in r["methods"] and "mzsr10" in r["methods"]]
@@ -232,6 +295,12 @@ def write_md(res: dict, stem: Path) -> None:
                   + ", ".join(f"{x:.0f}x" for x in sr["per_image"]) + f"; geometric mean {sr['geomean']:.0f}x), "
                   f"at PSNR {res['mean']['zssr']['psnr']:.2f} dB (ZSSR) vs {res['mean']['mzsr10']['psnr']:.2f} dB "
                   "(MZSR(10))."]
+    if res.get("zssr_curve_mean"):
+        lines += ["", "ZSSR during training, same run (plain network output, no self-ensemble; seconds of training "
+                  "so far, scoring excluded; mean over the images):", "",
+                  "| iteration | seconds | PSNR (dB) | SSIM |", "|---|---|---|---|"]
+        lines += [f"| {c['iteration']} | {c['seconds']:.3g} | {c['psnr']:.2f} | {c['ssim']:.4f} |"
+                  for c in res["zssr_curve_mean"]]
     lines += ["", "Per image (PSNR dB / seconds):", "",
               "| image | " + " | ".join(_label(k) for k in res["order"]) + " | ZSSR iterations |",
               "|---|" + "---|" * (len(res["order"]) + 1)]
@@ -270,6 +339,12 @@ def write_plot(res: dict, path: Path) -> None:
     mz = [k for k in res["order"] if k.startswith("mzsr")]
     if mz:
         ax.plot([res["mean"][k]["seconds"] for k in mz], [res["mean"][k]["psnr"] for k in mz], color="tab:blue", lw=1)
+    zc = res.get("zssr_curve_mean")
+    if zc:
+        ax.plot([c["seconds"] for c in zc] + [res["mean"]["zssr"]["seconds"]],
+                [c["psnr"] for c in zc] + [res["mean"]["zssr"]["psnr"]], color="tab:red", lw=1, marker=".",
+                label="ZSSR during training (no ensemble), then final")
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("wall time per image (s, log scale)")
     ax.set_ylabel("PSNR on Y (dB)")
@@ -312,6 +387,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse-zssr-from", default=None,
                     help="take the ZSSR rows of matching images from an earlier report JSON (stated in the report)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--zssr-curve", default="25,50,100,200,400,800,1600",
+                    help="ZSSR iterations at which to score the network in the same run (comma list; '' for none)")
     ap.add_argument("--progress", action="store_true", help="ZSSR progress bars")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--tag", default="", help="suffix for the output names")
@@ -339,6 +416,7 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     a.steps = [int(x) for x in a.steps.split(",") if x.strip()]
+    a.zssr_curve = [int(x) for x in a.zssr_curve.split(",") if x.strip()]
     a.reused_zssr, reused_meta = {}, None
     if a.reuse_zssr_from:
         old = json.loads(Path(a.reuse_zssr_from).read_text())
@@ -368,7 +446,7 @@ def main(argv=None) -> int:
         "zssr_config": zcfg.__dict__ | {},
         "machine": machine_info(),
         "started_utc": f"{date:%Y-%m-%d %H:%M}", "finished_utc": None,
-        "command": "python benchmarks/report_vs_zssr.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/quality/report_vs_zssr.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "rows": [],
     }
     if reused_meta:

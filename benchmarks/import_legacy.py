@@ -1,0 +1,154 @@
+"""One-off import (2026-12-04) of the measurements made before the results tables existed,
+so that nothing measured is lost: the H100 runs' JSONs (benchmarks/results/gpu_20261126_h100*)
+into ``h100.csv``, and the numbers that source comments quoted (csrc/cpu, the 2-core AMD
+EPYC Zen 4 dev VM of 2026-11-26) into ``cpu-amd-epyc-2c.csv``.  Each row's ``source`` names
+the file it came from.  Refuses to run when a target table already has imported rows.
+
+    python -m benchmarks.import_legacy
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import sys
+
+from benchmarks import harness as H
+
+GPU_DIRS = ["gpu_20261126_h100", "gpu_20261126_h100_recheck", "gpu_20261126_h100_fix", "gpu_20261126_h100_s2"]
+#: old provider names -> the harness's
+_RENAME = {"cudnn_tf32": "reference_tf32", "cudnn_fp32": "reference_fp32"}
+
+
+def _row(date, commit, bench, prov, size, med, lo, hi, unit, source):
+    f = H._fmt
+    return dict(date=date, commit=commit, benchmark=bench, provider=_RENAME.get(prov, prov), size=str(size),
+                median=f(med), min=f(lo), max=f(hi), unit=unit, source=source)
+
+
+def from_pytest_json(path: str) -> list[dict]:
+    """bench_adapt.py / bench_cuda_ops.py pytest-benchmark JSON -> rows."""
+    d = json.load(open(path))
+    date = d["datetime"][:16].replace("T", " ")
+    commit = (d.get("commit_info") or {}).get("id", "unknown")[:10] or "unknown"
+    src = os.path.relpath(path, H.ROOT)
+    out = []
+    for b in d["benchmarks"]:
+        e, s = b["extra_info"], b["stats"]
+        name = b["name"]
+        if name.startswith("test_step["):
+            out.append(_row(date, commit, "ops/step", e["provider"], e["size"], s["median"], s["min"], s["max"], "s", src))
+        elif name.startswith("test_adapt_and_upscale["):
+            out.append(_row(date, commit, f"e2e/adapt_and_upscale_steps{e['steps']}", e["provider"], e["size"],
+                            s["median"], s["min"], s["max"], "s", src + " (not interleaved)"))
+        elif name.startswith("test_conv3x3_op["):
+            reps = 10  # bench_cuda_ops.py timed 10 back-to-back calls per round
+            out.append(_row(date, commit, f"ops/conv3x3_{e['op']}_{e['cin']}to{e['cout']}", e["provider"], e["size"],
+                            s["median"] / reps, s["min"] / reps, s["max"] / reps, "s", src))
+    return out
+
+
+def from_ratio_json(path: str) -> list[dict]:
+    """ratio_whole.py (interleaved whole call on Set5 baby) -> rows; prep graph off is the
+    provider suffix ``+noprepgraph``, cuda kernel variants ``:2`` / ``:3``."""
+    d = json.load(open(path))
+    src = os.path.relpath(path, H.ROOT) + " (interleaved)"
+    out = []
+    for key, v in d["summary"].items():
+        name, prec, graph, *var = key.split("/")
+        prov = f"{name}_{prec}" + (f":{var[0]}" if var and var[0] != "0" else "") + ("" if graph == "1" else "+noprepgraph")
+        out.append(_row(d["date_utc"], "unknown", f"e2e/adapt_and_upscale_steps{d['steps']}", prov,
+                        d["image"].removesuffix(".png"), v["median_ms"] / 1e3, v["min_ms"] / 1e3, v["max_ms"] / 1e3,
+                        "s", src))
+    return out
+
+
+def from_quality_json(path: str) -> list[dict]:
+    """gpu_quality.py (Set5 official g^d_2.0 LR, MZSR(k)) -> PSNR / SSIM rows, and baby's latency."""
+    d = json.load(open(path))
+    src = os.path.relpath(path, H.ROOT)
+    date = d["machine"]["date_utc"]
+    bench = f"quality/mzsr{d['steps']}_g^d_2.0"
+    out = []
+    for r in d["rows"]:
+        if "mean_psnr" not in r:
+            continue
+        prov = f"{r['backend']}_{r['precision']}" + (f":{r['cuda_variant']}" if r.get("cuda_variant") else "")
+        n = len(r["images"])
+        size = "set5-official-lr" if n == 5 else f"{n}-of-set5-official-lr"
+        out.append(_row(date, "unknown", bench + "/psnr_y", prov, size, r["mean_psnr"], r["mean_psnr"], r["mean_psnr"],
+                        "dB", src))
+        out.append(_row(date, "unknown", bench + "/ssim_y", prov, size, r["mean_ssim"], r["mean_ssim"], r["mean_ssim"],
+                        "1", src))
+        b = r["images"].get("baby.png")
+        if b:
+            out.append(_row(date, "unknown", bench + "/latency", prov, "baby", b["median_s"], b["min_s"], b["min_s"],
+                            "s", src + " (max not recorded: min repeated)"))
+    return out
+
+
+#: numbers that were quoted in source comments (moved here; the comment points to the row).
+#: Measured 2026-11-26 on one core of the 2-core AMD EPYC (Zen 4) dev VM, shared with other
+#: jobs; single values (median = min = max) unless a range was given.
+CPU_COMMENT_ROWS = [
+    # csrc/cpu/conv_kernels.inc (I::CB): direct conv forward 64 -> 64 at 128^2, K channel block
+    ("ops/conv3x3_fwd_64to64/k_block", "cpu_fp32:cb8", 128, 94, 94, 94, "GF/s", "csrc/cpu/conv_kernels.inc"),
+    ("ops/conv3x3_fwd_64to64/k_block", "cpu_fp32:cb16", 128, 99, 99, 99, "GF/s", "csrc/cpu/conv_kernels.inc"),
+    ("ops/conv3x3_fwd_64to64/k_block", "cpu_fp32:cb32", 128, 108, 108, 108, "GF/s", "csrc/cpu/conv_kernels.inc"),
+    ("ops/conv3x3_fwd_64to64/k_block", "cpu_fp32:cb64", 128, 110, 110, 110, "GF/s", "csrc/cpu/conv_kernels.inc"),
+    ("ops/fma_peak", "cpu_fp32:zmm", "-", 117, 117, 117, "GF/s", "csrc/cpu/cpu_ops.cpp"),
+    # csrc/cpu/cpu_ops.cpp: the 64 -> 3 layer vectorised over input channels (narrow_row)
+    ("ops/conv3x3_64to3_row_sweep", "cpu_fp32:narrow_row", 128, 0.8e-3, 0.8e-3, 0.8e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_64to3_row_sweep", "cpu_fp32:over_cout", 128, 3.1e-3, 3.1e-3, 3.1e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    # csrc/cpu/cpu_ops.cpp (wino_mode): 64 -> 64 + bias + ReLU forward, and weight gradient
+    ("ops/conv3x3_fwd_64to64", "cpu_fp32:direct", 128, 10.7e-3, 10.7e-3, 10.7e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_fwd_64to64", "cpu_fp32:winograd", 128, 5.75e-3, 5.6e-3, 5.9e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_fwd_64to64", "cpu_fp32:direct", 256, 42.85e-3, 42.5e-3, 43.2e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_fwd_64to64", "cpu_fp32:winograd", 256, 23.7e-3, 23.5e-3, 23.9e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_wgrad_64to64", "cpu_fp32:direct", 128, 11.1e-3, 11.0e-3, 11.2e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_wgrad_64to64", "cpu_fp32:winograd", 128, 6.05e-3, 6.0e-3, 6.1e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_wgrad_64to64", "cpu_fp32:direct", 256, 44.6e-3, 44.6e-3, 44.6e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/conv3x3_wgrad_64to64", "cpu_fp32:winograd", 256, 25.3e-3, 25.3e-3, 25.3e-3, "s", "csrc/cpu/cpu_ops.cpp"),
+    ("ops/winograd_gemms", "cpu_fp32:winograd", 128, 114, 114, 114, "GF/s", "csrc/cpu/cpu_ops.cpp"),
+    # csrc/cpu/conv_winograd.inc: tiles per chunk, all within noise of each other
+    ("ops/conv3x3_fwd_64to64/winograd_chunk", "cpu_fp32:nt12-48", 128, 1.85, 1.8, 1.9, "x vs direct",
+     "csrc/cpu/conv_winograd.inc"),
+    ("ops/winograd_transforms/scratch_stride", "cpu_fp32:pow2_stride_nt32", 128, 1.5, 1.5, 1.5, "x slower",
+     "csrc/cpu/conv_winograd.inc"),
+    # mzsr_fast/kernels/conv3x3.py (INTERP): one triton backend step under the interpreter, CPU seconds
+    ("ops/step_triton_interpreter", "triton_fp32:bk32", "-", 4.4, 4.4, 4.4, "s", "mzsr_fast/kernels/conv3x3.py"),
+    ("ops/step_triton_interpreter", "triton_fp32:bk1024", "-", 1.6, 1.6, 1.6, "s", "mzsr_fast/kernels/conv3x3.py"),
+]
+
+
+def cpu_comment_rows() -> list[dict]:
+    return [_row("2026-11-26", "unknown", b, p, s, m, lo, hi, u, f"{src} comment (moved to this table)")
+            for b, p, s, m, lo, hi, u, src in CPU_COMMENT_ROWS]
+
+
+def main() -> int:
+    res = H.RESULTS
+    gpu = []
+    for d in GPU_DIRS:
+        for f in sorted(glob.glob(os.path.join(res, d, "*.json"))):
+            base = os.path.basename(f)
+            if re.match(r"bench_.*\.json$", base):
+                gpu += from_pytest_json(f)
+            elif base.startswith("ratio"):
+                gpu += from_ratio_json(f)
+            elif base == "quality.json":
+                gpu += from_quality_json(f)
+    for path, rows in ((os.path.join(res, "h100.csv"), gpu), (os.path.join(res, "cpu-amd-epyc-2c.csv"),
+                                                               cpu_comment_rows())):
+        if os.path.exists(path) and any("comment (moved" in r["source"] or "gpu_20261126" in r["source"]
+                                        for r in H.read_rows(path)):
+            print(f"{path}: already imported, nothing done")
+            continue
+        H.append_rows(path, rows)
+        print(f"{path}: {len(rows)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
