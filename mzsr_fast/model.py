@@ -17,7 +17,8 @@ from typing import Mapping
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from . import chain
 
 __all__ = [
     "CHANNELS",
@@ -68,12 +69,8 @@ class MZSRNet(nn.Module):
         self.layers = nn.ModuleList(nn.Conv2d(ci, co, 3, padding=1, bias=bias) for ci, co in CHANNELS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
-        for i, conv in enumerate(self.layers):
-            h = conv(h)
-            if i < len(self.layers) - 1:
-                h = F.relu(h)
-        return x + h
+        plist = [t for conv in self.layers for t in (conv.weight, conv.bias)]
+        return chain.forward(chain.NCHW, plist, x)
 
     @classmethod
     def from_params(cls, params: Mapping[str, torch.Tensor]) -> "MZSRNet":
@@ -113,14 +110,9 @@ def init_params(
 
 
 def forward(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Functional forward: ``x + net(x)``; x ``(N, 3, H, W)`` float, NCHW or channels_last."""
-    h = x
-    n = len(CHANNELS)
-    for i in range(n):
-        h = F.conv2d(h, params[f"layers.{i}.weight"], params.get(f"layers.{i}.bias"), padding=1)
-        if i < n - 1:
-            h = F.relu(h)
-    return x + h
+    """Functional forward: ``x + net(x)``; x ``(N, 3, H, W)`` float, NCHW or channels_last
+    (:func:`mzsr_fast.chain.forward` with the ``F.conv2d`` ops; differentiable)."""
+    return chain.forward(chain.NCHW, chain.plist_of(params), x)
 
 
 # ----------------------------------------------------------------------------- weights I/O

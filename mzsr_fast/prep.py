@@ -1,6 +1,7 @@
 """The inputs of one MZSR pass from the LR image: ``son_up`` (the degraded LR image, resized
 back to the LR size: the adaptation input) and ``lr_up`` (the LR image resized to the output
-size: the upscale input).
+size: the upscale input), whole (:func:`make_inputs`) or, for a tiled upscale, one tile
+region at a time (:func:`upsampled_region`: exact, the cubic kernel reaches 2 LR pixels).
 
 On CUDA the few dozen small ops of ``degrade`` + two ``imresize`` (119 dispatched ops for a
 3-channel image with a 21x21 kernel, counted 2026-11-26) are captured once per (shape,
@@ -22,7 +23,10 @@ import torch
 from .backends.base import capture_graph
 from .degradation import degrade, imresize
 
-__all__ = ["make_inputs", "eager_inputs"]
+__all__ = ["make_inputs", "eager_inputs", "son_up", "upsampled_region", "RESIZE_MARGIN"]
+
+#: LR margin of a per-tile bicubic upsampling (the cubic kernel reaches 2 LR pixels; +2 spare)
+RESIZE_MARGIN = 4
 
 #: captured graphs kept per thread (each holds its image-sized buffers on the GPU)
 _MAX_GRAPHS = 8
@@ -39,6 +43,18 @@ def eager_inputs(x: torch.Tensor, kernel: np.ndarray | None, scale: int, subsamp
     float32, plain ops."""
     h, w = x.shape[-2:]
     return son_up(x, kernel, scale, subsampling), imresize(x, output_shape=(h * scale, w * scale))
+
+
+def upsampled_region(lr: torch.Tensor, scale: int, ry0: int, ry1: int, rx0: int, rx1: int) -> torch.Tensor:
+    """Rows ``[ry0, ry1)`` and columns ``[rx0, rx1)`` of ``imresize(lr, scale)`` (bicubic,
+    output ``scale`` times the LR size), computed from an LR crop with a margin."""
+    h, w = lr.shape[-2:]
+    ly0, ly1 = max(0, ry0 // scale - RESIZE_MARGIN), min(h, -(-ry1 // scale) + RESIZE_MARGIN)
+    lx0, lx1 = max(0, rx0 // scale - RESIZE_MARGIN), min(w, -(-rx1 // scale) + RESIZE_MARGIN)
+    crop = lr[..., ly0:ly1, lx0:lx1]
+    up = imresize(crop, output_shape=((ly1 - ly0) * scale, (lx1 - lx0) * scale))
+    oy, ox = ly0 * scale, lx0 * scale
+    return up[..., ry0 - oy:ry1 - oy, rx0 - ox:rx1 - ox].contiguous()
 
 
 def _graphs_enabled() -> bool:

@@ -1,6 +1,7 @@
 """Pure-PyTorch reference of every fused op, under the same names and signatures as the
 compiled (``torch.ops.mzsr_fast.*``) and Triton ops.  It is the oracle of the tests and
-the fallback when no extension is built.
+the fallback when no extension is built.  The network over these ops (``net_forward``,
+``net_backward``, ``adapt_step``) is :mod:`mzsr_fast.chain` with ``ops`` = this module.
 
 Layout conventions shared by every implementation of these ops:
 
@@ -12,10 +13,13 @@ Layout conventions shared by every implementation of these ops:
 """
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from . import chain
 
 __all__ = [
     "conv3x3_fwd",
@@ -96,41 +100,22 @@ def sgd_update_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], l
 
 
 def net_forward(plist: Sequence[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
-    """Forward of the 8-layer net from these ops; returns every activation.
-
-    plist: [w0, b0, ..., w7, b7]; x: (N, H, W, 3) NHWC.  acts[0] = x, acts[i+1] = output of
-    layer i; acts[-1] = x + net(x).
-    """
-    n = len(plist) // 2
-    acts = [x]
-    h = x
-    for i in range(n):
-        last = i == n - 1
-        h = conv3x3_fwd(h, plist[2 * i], plist[2 * i + 1], relu=not last, residual=x if last else None)
-        acts.append(h)
-    return acts
+    """Forward of the 8-layer net from these ops (:func:`mzsr_fast.chain.forward`); returns
+    every activation.  plist: [w0, b0, ..., w7, b7]; x: (N, H, W, 3) NHWC.  acts[0] = x,
+    acts[i+1] = output of layer i; acts[-1] = x + net(x)."""
+    return chain.forward(_this, plist, x, keep=True)
 
 
 def net_backward(plist: Sequence[torch.Tensor], acts: Sequence[torch.Tensor], gout: torch.Tensor) -> list[torch.Tensor]:
-    """Gradients [gw0, gb0, ..., gw7, gb7] given activations and d loss / d output."""
-    n = len(plist) // 2
-    grads: list[torch.Tensor] = [None] * (2 * n)  # type: ignore[list-item]
-    g = gout
-    for i in range(n - 1, -1, -1):
-        gw, gb = conv3x3_wgrad(acts[i], g)
-        grads[2 * i], grads[2 * i + 1] = gw, gb
-        if i > 0:
-            g = conv3x3_dgrad(g, plist[2 * i], mask_src=acts[i])
-    return grads
+    """Gradients [gw0, gb0, ..., gw7, gb7] given activations and d loss / d output
+    (:func:`mzsr_fast.chain.backward`)."""
+    return chain.backward(_this, plist, list(acts[:len(plist) // 2]), gout)
 
 
 def adapt_step(plist: Sequence[torch.Tensor], x: torch.Tensor, target: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-    """One SGD step of the L1 loss of ``x + net(x)`` against ``target`` (both NHWC), in place.
+    """One SGD step of the L1 loss of ``x + net(x)`` against ``target`` (both NHWC), in place
+    (:func:`mzsr_fast.chain.adapt_step`).  Returns the loss before the update (0-d tensor)."""
+    return chain.adapt_step(_this, plist, x, target, lr)
 
-    Returns the loss before the update (0-d tensor).
-    """
-    acts = net_forward(plist, x)
-    loss, gout = l1_loss_grad(acts[-1], target)
-    grads = net_backward(plist, acts, gout)
-    sgd_update_(plist, grads, lr)
-    return loss
+
+_this = sys.modules[__name__]

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import chain
 from . import io as _io
 from .degradation import degrade, imresize
 
@@ -179,13 +180,9 @@ def init_zssr_params(cfg: ZSSRConfig, seed: int = 0, device=None) -> list[torch.
 
 
 def zssr_forward(weights: Sequence[torch.Tensor], x: torch.Tensor, learn_residual: bool = True) -> torch.Tensor:
-    """x: ``(N, 3, H, W)`` float32 (bicubic-upsampled) -> ``(N, 3, H, W)``: ``x + net(x)``."""
-    h = x
-    for i, w in enumerate(weights):
-        h = F.conv2d(h, w, padding=1)
-        if i < len(weights) - 1:
-            h = F.relu(h)
-    return h + x if learn_residual else h
+    """x: ``(N, 3, H, W)`` float32 (bicubic-upsampled) -> ``(N, 3, H, W)``: ``x + net(x)``
+    (:func:`mzsr_fast.chain.forward`, bias-free, any depth; differentiable)."""
+    return chain.forward(chain.NCHW, [t for w in weights for t in (w, None)], x, residual=learn_residual)
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -160,7 +160,7 @@ def test_backend_instances_keyed_by_env_switches(monkeypatch):
     """The API keeps one backend instance per value of the backend's environment switches
     (MZSR_FAST_CUDA_VARIANT for cuda): a changed switch gives a fresh instance, an
     unchanged one the cached instance."""
-    from mzsr_fast import api
+    from mzsr_fast import options as api
     from mzsr_fast import backends as be
     from mzsr_fast.backends.reference import ReferenceBackend
 
@@ -170,7 +170,7 @@ def test_backend_instances_keyed_by_env_switches(monkeypatch):
     monkeypatch.setattr(api._tls, "backends", {}, raising=False)
     dev = torch.device("cpu")
     monkeypatch.setenv("MZSR_TEST_SWITCH", "a")
-    a1, a2 = api._backend("reference", dev, "fp32"), api._backend("reference", dev, "fp32")
+    a1, a2 = api.backend_instance("reference", dev, "fp32"), api.backend_instance("reference", dev, "fp32")
     monkeypatch.setenv("MZSR_TEST_SWITCH", "b")
-    b1 = api._backend("reference", dev, "fp32")
+    b1 = api.backend_instance("reference", dev, "fp32")
     assert a1 is a2 and b1 is not a1

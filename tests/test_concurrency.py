@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from mzsr_fast import adapt_and_upscale, api, gaussian_kernel, model
+from mzsr_fast import adapt_and_upscale, gaussian_kernel, model, options
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ["reference", "cpu"]
@@ -53,7 +53,7 @@ def _assert_unchanged(params, snap, what):
 
 def _shipped_params():
     path = model.default_weights_path(2, "direct")
-    return api._load_cached(str(path))[0]
+    return options._load_cached(str(path))[0]
 
 
 @pytest.mark.parametrize("weights", ["shipped", "dict"])

@@ -1,11 +1,13 @@
-"""Exact tiling (mzsr_fast.tiling): tiled forward, upscale and adaptation equal the untiled
-computation to float tolerance for every CPU backend; the memory planner and max_memory
-parsing.  Shapes stay <= 48 px so the file runs in seconds."""
+"""Exact tiling (mzsr_fast.tiles geometry, mzsr_fast.run tiled phases): tiled forward,
+upscale and adaptation equal the untiled computation to float tolerance for every CPU
+backend; the memory planner (mzsr_fast.plan) and max_memory parsing.  Shapes stay <= 48 px so the file runs in seconds."""
 import numpy as np
 import pytest
 import torch
 
-from mzsr_fast import adapt_and_upscale, backends, gaussian_kernel, imresize, model, tiling
+from mzsr_fast import adapt_and_upscale, backends, gaussian_kernel, imresize, model, options
+from mzsr_fast import plan as planner
+from mzsr_fast import run, tiles
 
 P = model.init_params(0)
 K = gaussian_kernel(7, 2.0)
@@ -45,14 +47,14 @@ def _maxdiff(a: dict, b: dict) -> float:
 @pytest.mark.parametrize("h,w,tile", [(37, 29, 10), (37, 29, 3), (20, 45, (7, 40)), (8, 8, 100), (1, 33, 4),
                                       (48, 48, 16), (17, 5, (1, 1))])
 def test_tiles_partition_and_halo(h, w, tile):
-    ts = tiling.tiles(h, w, tile)
+    ts = tiles.tiles(h, w, tile)
     cover = torch.zeros(h, w, dtype=torch.int32)
     shapes = set()
     for t in ts:
         cover[t.interior] += 1
         # the region reaches HALO past the interior, or the image border
-        assert t.ry0 <= max(0, t.y0 - tiling.HALO) and t.ry1 >= min(h, t.y1 + tiling.HALO)
-        assert t.rx0 <= max(0, t.x0 - tiling.HALO) and t.rx1 >= min(w, t.x1 + tiling.HALO)
+        assert t.ry0 <= max(0, t.y0 - tiles.HALO) and t.ry1 >= min(h, t.y1 + tiles.HALO)
+        assert t.rx0 <= max(0, t.x0 - tiles.HALO) and t.rx1 >= min(w, t.x1 + tiles.HALO)
         assert 0 <= t.ry0 and t.ry1 <= h and 0 <= t.rx0 and t.rx1 <= w
         shapes.add((t.ry1 - t.ry0, t.rx1 - t.rx0))
     assert bool((cover == 1).all()), "interiors must partition the image"
@@ -61,9 +63,9 @@ def test_tiles_partition_and_halo(h, w, tile):
 
 def test_tile_argument_errors():
     with pytest.raises(ValueError, match="tile sizes must be >= 1"):
-        tiling.tiles(8, 8, 0)
+        tiles.tiles(8, 8, 0)
     with pytest.raises(TypeError, match="tile must be an int"):
-        tiling.tiles(8, 8, "big")
+        tiles.tiles(8, 8, "big")
 
 
 # ----------------------------------------------------------------------------- forward
@@ -72,7 +74,7 @@ def test_tile_argument_errors():
 def test_tiled_forward_equals_untiled(name, h, w, tile):
     x, _ = _pair(h, w)
     b = _be(name)
-    torch.testing.assert_close(tiling.tiled_forward(b, x, tile), b.forward(x), atol=ATOL, rtol=0)
+    torch.testing.assert_close(run.tiled_forward(b, x, tile), b.forward(x), atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
@@ -81,10 +83,10 @@ def test_tiled_upscale_equals_untiled(name, scale, h, w, tile):
     """Per-tile bicubic lr_up from an LR crop + forward == imresize of the whole + forward."""
     lr, _ = _pair(h, w, seed=1)
     b = _be(name)
-    whole = tiling.upscale(b, lr, scale)
+    whole = run.upscale(b, lr, scale)
     ref = b.forward(imresize(lr, output_shape=(h * scale, w * scale))).clamp(0, 1)
     torch.testing.assert_close(whole, ref, atol=0, rtol=0)
-    torch.testing.assert_close(tiling.upscale(b, lr, scale, tile=tile), ref, atol=ATOL, rtol=0)
+    torch.testing.assert_close(run.upscale(b, lr, scale, tile=tile), ref, atol=ATOL, rtol=0)
 
 
 # ----------------------------------------------------------------------------- adaptation
@@ -95,7 +97,7 @@ def test_tiled_adaptation_equals_untiled(name, h, w, tile):
     x, t = _pair(h, w, seed=2)
     whole, tiled = _be(name), _be(name)
     l0 = whole.adapt(x, t, SCHED[:2])
-    l1 = tiling.adapt(tiled, x, t, SCHED[:2], tile=tile)
+    l1 = run.adapt_tiled(tiled, x, t, SCHED[:2], tile)
     torch.testing.assert_close(l1, l0.cpu(), atol=ATOL, rtol=0)
     assert _maxdiff(whole.params(), tiled.params()) < ATOL
     torch.testing.assert_close(tiled.forward(x), whole.forward(x), atol=ATOL, rtol=0)
@@ -103,11 +105,11 @@ def test_tiled_adaptation_equals_untiled(name, h, w, tile):
     assert _maxdiff(whole.params(), P) > 1e-4
 
 
-def _tile_grads(b, x, t, tile, halo=tiling.HALO):
+def _tile_grads(b, x, t, tile, halo=tiles.HALO):
     acc, lsum = None, 0.0
-    for tl in tiling.tiles(x.shape[-2], x.shape[-1], tile, halo=halo):
+    for tl in tiles.tiles(x.shape[-2], x.shape[-1], tile, halo=halo):
         li, gi = b.region_grads(x[(..., *tl.region)], t[(..., *tl.region)], tl.box, t.numel())
-        acc = tiling._accumulate(acc, gi)
+        acc = run._accumulate(acc, gi)
         lsum += float(li)
     return lsum, acc
 
@@ -128,7 +130,7 @@ def test_region_grads_sum_to_grads(name):
     assert set(acc) == set(g)
     assert abs(lsum - float(loss)) < ATOL
     assert _relerr(acc, g) < 1e-5  # measured 1.5e-6 (reference), 7e-7 (cpu)
-    _, short = _tile_grads(b, x, t, 7, halo=tiling.HALO - 1)
+    _, short = _tile_grads(b, x, t, 7, halo=tiles.HALO - 1)
     assert _relerr(short, g) > 1e-2  # measured 2.9e-2
 
 
@@ -140,29 +142,34 @@ def test_bias_free_params(name):
     whole.prepare(p, x.shape)
     tiled.prepare(p, x.shape)
     whole.adapt(x, t, SCHED)
-    tiling.adapt(tiled, x, t, SCHED, tile=7)
+    run.adapt_tiled(tiled, x, t, SCHED, 7)
     assert set(tiled.params()) == set(p)
     assert _maxdiff(whole.params(), tiled.params()) < ATOL
 
 
-def test_base_default_region_grads_and_apply(monkeypatch):
-    """The Backend defaults (reference ops + params()/prepare()) on the cpu backend, whose
-    overrides are bypassed, agree with its own overrides."""
+def test_base_masked_grads_fallback_and_apply(monkeypatch):
+    """The Backend defaults (masked gradients from the reference ops, update through
+    params()/prepare()) on the cpu backend, whose own are bypassed, agree with its own."""
     name = CPU_BACKENDS[-1]
     x, t = _pair(21, 18, seed=6)
     own, dflt = _be(name), _be(name)
-    monkeypatch.setattr(type(dflt), "region_grads", backends.Backend.region_grads)
+    own_grads = type(dflt).grads
+
+    def fallback(self, x, t, box=None, numel=None):  # the masked gradients through the base's fallback
+        return own_grads(self, x, t) if box is None else backends.Backend.masked_grads_fallback(self, x, t, box, numel)
+
+    monkeypatch.setattr(type(dflt), "grads", fallback)
     monkeypatch.setattr(type(dflt), "apply_grads", backends.Backend.apply_grads)
-    l1 = tiling.adapt(dflt, x, t, SCHED, tile=8)
+    l1 = run.adapt_tiled(dflt, x, t, SCHED, 8)
     monkeypatch.undo()
-    l0 = tiling.adapt(own, x, t, SCHED, tile=8)
+    l0 = run.adapt_tiled(own, x, t, SCHED, 8)
     torch.testing.assert_close(l1, l0, atol=ATOL, rtol=0)
     assert _maxdiff(own.params(), dflt.params()) < ATOL
 
 
 def test_triton_interpreter_tiled():
     """Triton backend under TRITON_INTERPRET=1 (CPU; the interpreter is slow, so: one tiled
-    step on 10x9 through the default region_grads + apply_grads (its params()/prepare())
+    step on 10x9 through the reference fallback of its masked grads + apply_grads (its params()/prepare())
     == the reference step, and a 2-tile forward with its kernels == the reference)."""
     ok, why = backends.available("cpu")["triton"]
     if not ok:
@@ -170,9 +177,9 @@ def test_triton_interpreter_tiled():
     x, t = _pair(10, 9, seed=7)
     ref, tiled = _be("reference"), _be("triton")
     ref.step(x, t, 0.02)
-    tiling.adapt(tiled, x, t, [0.02], tile=5)
+    run.adapt_tiled(tiled, x, t, [0.02], 5)
     assert _maxdiff(ref.params(), tiled.params()) < ATOL
-    torch.testing.assert_close(tiling.tiled_forward(tiled, x, (10, 5)), ref.forward(x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(run.tiled_forward(tiled, x, (10, 5)), ref.forward(x), atol=1e-5, rtol=0)
 
 
 # ----------------------------------------------------------------------------- crops
@@ -180,30 +187,30 @@ def test_triton_interpreter_tiled():
 def test_crops_deterministic_and_one_full_crop_is_full(name):
     x, t = _pair(24, 20, seed=8)
     a, b, c = _be(name), _be(name), _be(name)
-    la = tiling.adapt_on_crops(a, x, t, SCHED, crop_size=8, n_crops=3, seed=1)
-    lb = tiling.adapt_on_crops(b, x, t, SCHED, crop_size=8, n_crops=3, seed=1)
+    la = run.adapt_on_crops(a, x, t, SCHED, crop_size=8, n_crops=3, seed=1)
+    lb = run.adapt_on_crops(b, x, t, SCHED, crop_size=8, n_crops=3, seed=1)
     assert torch.equal(la, lb) and _maxdiff(a.params(), b.params()) == 0
-    tiling.adapt_on_crops(c, x, t, SCHED, crop_size=8, n_crops=3, seed=2)
+    run.adapt_on_crops(c, x, t, SCHED, crop_size=8, n_crops=3, seed=2)
     assert _maxdiff(a.params(), c.params()) > 1e-6
     # one crop as large as the image is exactly full adaptation
     full, crop = _be(name), _be(name)
     l0 = full.adapt(x, t, SCHED)
-    l1 = tiling.adapt_on_crops(crop, x, t, SCHED, crop_size=64, n_crops=1)
+    l1 = run.adapt_on_crops(crop, x, t, SCHED, crop_size=64, n_crops=1)
     torch.testing.assert_close(l1, l0, atol=ATOL, rtol=0)
     assert _maxdiff(full.params(), crop.params()) < ATOL
 
 
 # ----------------------------------------------------------------------------- the API
-def _forcing_budget(name, h, w, scale=2, tile=tiling.MIN_TILE):
+def _forcing_budget(name, h, w, scale=2, tile=tiles.MIN_TILE):
     """A budget under which an h x w LR image is adapted and upscaled in tiles of ~tile px."""
     be = backends.get(name, "cpu")
-    ib = tiling.IMAGE_BYTES
+    ib = planner.IMAGE_BYTES
     lr, hr = h * w, h * w * scale * scale
-    reg = (tile + 2 * tiling.HALO) ** 2
-    up = ib["lr"] * lr + ib["hr_out"] * hr + (be.memory_per_pixel("forward") + ib["lr_up"]) * reg
-    ad = (ib["lr"] + ib["son_up"]) * lr + be.memory_per_pixel("region_grads") * reg
+    reg = (tile + 2 * tiles.HALO) ** 2
+    up = ib["lr"] * lr + ib["hr_out"] * hr + (planner.memory_per_pixel(be, "forward") + ib["lr_up"]) * reg
+    ad = (ib["lr"] + ib["son_up"]) * lr + planner.memory_per_pixel(be, "region_grads") * reg
     conv = ib["lr"] * lr + (ib["hr_out"] + ib["hr_convert"]) * hr
-    return int(max(up, ad, conv) + be.memory_per_pixel("const"))
+    return int(max(up, ad, conv) + planner.memory_per_pixel(be, "const"))
 
 
 def _img(kind, h=40, w=34):
@@ -279,7 +286,7 @@ def test_api_max_memory_type_error():
                                     ("1.5GiB", int(1.5 * 2**30)), ("100", 100), ("2kB", 2000), (12345, 12345),
                                     ("  3 MiB ", 3 * 2**20), ("1TiB", 2**40)])
 def test_parse_memory(text, n):
-    assert tiling.parse_memory(text) == n
+    assert options.parse_memory(text) == n
 
 
 @pytest.mark.parametrize("bad,exc,match", [("4GiBs", ValueError, "unknown unit"), ("-1GiB", ValueError, "not a number"),
@@ -288,44 +295,44 @@ def test_parse_memory(text, n):
                                            (2.0**30, TypeError, "max_memory must be"), ([1], TypeError, "max_memory")])
 def test_parse_memory_errors(bad, exc, match):
     with pytest.raises(exc, match=match):
-        tiling.parse_memory(bad)
+        options.parse_memory(bad)
 
 
 def test_default_budget_cpu():
-    n, src = tiling.default_budget(torch.device("cpu"))
+    n, src = options.default_budget(torch.device("cpu"))
     assert n > 0 and "MemAvailable" in src
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_plan(name):
     be = backends.get(name, "cpu")
-    big = tiling.plan(be, 48, 40, 2, 1, 2**40)
+    big = planner.plan(be, 48, 40, 2, 1, 2**40)
     assert big.adapt_mode == "whole" and big.upscale_tile is None and big.upscale_tiles == 1
     assert max(big.adapt_bytes, big.upscale_bytes, big.convert_bytes) <= 2**40
     # a large image under a small budget: tiles, every phase estimated within the budget
     budget = 2**30
-    p = tiling.plan(be, 2000, 1500, 2, 1, budget)
+    p = planner.plan(be, 2000, 1500, 2, 1, budget)
     assert p.adapt_mode == "tiled" and p.upscale_tile is not None
     assert max(p.adapt_bytes, p.upscale_bytes, p.convert_bytes) <= budget
     # a larger budget gives larger (or equal) tiles
-    q = tiling.plan(be, 2000, 1500, 2, 1, 2 * budget)
+    q = planner.plan(be, 2000, 1500, 2, 1, 2 * budget)
     assert q.adapt_tile[0] >= p.adapt_tile[0] and q.upscale_tile[0] >= p.upscale_tile[0]
     # steps=0: no adaptation planned
-    assert tiling.plan(be, 2000, 1500, 2, 0, budget).adapt_mode == "none"
+    assert planner.plan(be, 2000, 1500, 2, 0, budget).adapt_mode == "none"
     # a thin strip image gets full-height strips rather than square tiles
-    s = tiling.plan(be, 20, 100000, 2, 1, budget)
+    s = planner.plan(be, 20, 100000, 2, 1, budget)
     assert s.upscale_tile[0] == 40 and s.adapt_tile[0] == 20
     with pytest.raises(ValueError, match="too small for a 2000x1500 image at scale 2"):
-        tiling.plan(be, 2000, 1500, 2, 1, 100 * 2**20)
+        planner.plan(be, 2000, 1500, 2, 1, 100 * 2**20)
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)
 def test_memory_per_pixel(name):
     be = backends.get(name, "cpu")
     for kind in ("forward", "adapt", "region_grads", "const"):
-        assert be.memory_per_pixel(kind) > 0
+        assert planner.memory_per_pixel(be, kind) > 0
     with pytest.raises(ValueError, match="unknown memory kind"):
-        be.memory_per_pixel("bogus")
+        planner.memory_per_pixel(be, "bogus")
 
 
 # ----------------------------------------------------------------------------- GPU backends
@@ -340,16 +347,16 @@ def test_gpu_tiled_equals_untiled(name, precision):
     x, t = (v.cuda() for v in _pair(45, 38, seed=9))
     whole, tiled = _be(name, "cuda", precision), _be(name, "cuda", precision)
     whole.adapt(x, t, SCHED)
-    tiling.adapt(tiled, x, t, SCHED, tile=(16, 20))
+    run.adapt_tiled(tiled, x, t, SCHED, (16, 20))
     # the tiled update vs the whole-image update, relative to the update's size (tiles use
     # the reference ops: another summation order, and TF32 rounding in tf32)
     p0 = {k: v.cuda() for k, v in P.items()}
     moved = _maxdiff(whole.params(), p0)
     assert moved > 1e-4
     assert _maxdiff(whole.params(), tiled.params()) < (1e-3 if precision == "fp32" else 5e-2) * moved
-    torch.testing.assert_close(tiling.tiled_forward(tiled, x, 12), tiled.forward(x), atol=tol, rtol=0)
+    torch.testing.assert_close(run.tiled_forward(tiled, x, 12), tiled.forward(x), atol=tol, rtol=0)
     lr = x[..., :20, :17].contiguous()
-    torch.testing.assert_close(tiling.upscale(tiled, lr, 2, tile=14), tiling.upscale(tiled, lr, 2), atol=tol, rtol=0)
+    torch.testing.assert_close(run.upscale(tiled, lr, 2, tile=14), run.upscale(tiled, lr, 2), atol=tol, rtol=0)
 
 
 @pytest.mark.gpu
@@ -372,7 +379,7 @@ def test_gpu_memory_estimate_bounds_measured(name):
         fn()
         torch.cuda.synchronize()
         used = torch.cuda.max_memory_allocated() - base
-        est = be.memory_per_pixel(kind) * s * s + be.memory_per_pixel("const")
+        est = planner.memory_per_pixel(be, kind) * s * s + planner.memory_per_pixel(be, "const")
         assert used <= est, f"{name} {kind}: measured {used / 2**20:.1f} MiB > estimate {est / 2**20:.1f} MiB"
 
 
@@ -380,10 +387,10 @@ def test_gpu_memory_estimate_bounds_measured(name):
 def test_batched_regions_equal_one_by_one(name):
     """Regions through region_grads in a batch (per-element boxes) == one at a time."""
     x, t = _pair(26, 23, seed=11)
-    regions = tiling.tiles(26, 23, 6)
+    regions = tiles.tiles(26, 23, 6)
     a, b = _be(name), _be(name)
-    la = tiling._tiled_step(a, x, t, regions, t.numel(), 0.02, batch=1)
-    lb = tiling._tiled_step(b, x, t, regions, t.numel(), 0.02, batch=4)
+    la = run._tiled_step(a, x, t, regions, t.numel(), 0.02, batch=1)
+    lb = run._tiled_step(b, x, t, regions, t.numel(), 0.02, batch=4)
     assert abs(float(la) - float(lb)) < ATOL
     assert _maxdiff(a.params(), b.params()) < ATOL
     with pytest.raises(ValueError, match="one such box per batch element"):
@@ -393,15 +400,15 @@ def test_batched_regions_equal_one_by_one(name):
 
 def test_plan_crops_batch():
     be = backends.get(CPU_BACKENDS[-1], "cpu")
-    p = tiling.plan(be, 1000, 1000, 2, 1, 2**30, adapt_on="crops", crop_size=64, n_crops=16)
+    p = planner.plan(be, 1000, 1000, 2, 1, 2**30, adapt_on="crops", crop_size=64, n_crops=16)
     assert p.adapt_mode == "crops" and tuple(p.adapt_tile) == (64, 64) and p.adapt_batch == 16
     # a budget that fits 3.5 crops' working memory: batches of 3 crops
-    fixed = (tiling.IMAGE_BYTES["lr"] + tiling.IMAGE_BYTES["son_up"]) * 300 * 300 + be.memory_per_pixel("const")
-    per = be.memory_per_pixel("region_grads") * (64 + 2 * tiling.HALO) ** 2
-    q = tiling.plan(be, 300, 300, 2, 1, int(fixed + 3.5 * per), adapt_on="crops", crop_size=64, n_crops=16)
+    fixed = (planner.IMAGE_BYTES["lr"] + planner.IMAGE_BYTES["son_up"]) * 300 * 300 + planner.memory_per_pixel(be, "const")
+    per = planner.memory_per_pixel(be, "region_grads") * (64 + 2 * tiles.HALO) ** 2
+    q = planner.plan(be, 300, 300, 2, 1, int(fixed + 3.5 * per), adapt_on="crops", crop_size=64, n_crops=16)
     assert q.adapt_batch == 3 and q.adapt_bytes <= q.budget
     with pytest.raises(ValueError, match="adaptation on crops needs at least"):
-        tiling.plan(be, 300, 300, 2, 1, int(fixed + 0.5 * per), adapt_on="crops", crop_size=64, n_crops=16)
+        planner.plan(be, 300, 300, 2, 1, int(fixed + 0.5 * per), adapt_on="crops", crop_size=64, n_crops=16)
 
 
 def test_cpu_release_workspace_frees_the_arena():

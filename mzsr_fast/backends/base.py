@@ -8,11 +8,14 @@ the ``dict[str, Tensor]`` of :mod:`mzsr_fast.model` (OIHW weights).
 from __future__ import annotations
 
 import abc
+import contextlib
 from typing import ClassVar, Mapping, Sequence
 
 import torch
 
-__all__ = ["Backend", "PRECISIONS", "capture_graph"]
+from .. import chain
+
+__all__ = ["Backend", "PRECISIONS", "capture_graph", "matmul_precision"]
 
 #: fp32: exact float32 arithmetic; tf32: float32 storage, TF32 tensor-core products;
 #: bf16: bf16 operands, fp32 accumulation and fp32 master weights.
@@ -36,6 +39,23 @@ def capture_graph(device, body, warm=None, *, capture_error_mode: str = "global"
             out = body()
         torch.cuda.synchronize()
     return graph, out
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, precision: str):
+    """Set TF32 use (``precision == "tf32"``) for the duration of a call on CUDA and restore
+    the caller's flags; nothing on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 class Backend(abc.ABC):
@@ -81,8 +101,16 @@ class Backend(abc.ABC):
         """``x + net(x)`` with the current parameters; x ``(N, 3, H, W)`` f32, any size."""
 
     @abc.abstractmethod
-    def grads(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(loss, gradients by parameter name) of ``mean|x + net(x) - target|``; no update."""
+    def grads(self, x: torch.Tensor, target: torch.Tensor, box=None, numel: int | None = None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, gradients by parameter name, the keys of :meth:`params`) with the current
+        parameters; no update.
+
+        x, target: ``(N, 3, h, w)`` float32.  ``box`` None: ``mean|x + net(x) - target|``.
+        ``box`` ``(y0, y1, x0, x1)`` (or one per batch element): x and target are regions
+        of a larger image and the loss is ``sum_interiors |x + net(x) - target| / numel``
+        with ``numel`` the element count of the whole target (exact tiled adaptation,
+        :mod:`mzsr_fast.tiles`); see :attr:`masked_grads`."""
 
     @abc.abstractmethod
     def step(self, x: torch.Tensor, target: torch.Tensor, lr: float) -> torch.Tensor:
@@ -104,61 +132,32 @@ class Backend(abc.ABC):
         """Forward of the adapted net at the output size (no gradient)."""
         return self.forward(x)
 
-    # --- tiling (mzsr_fast.tiling): defaults that work for every backend ----------------
-    #: bytes per pixel of the working memory (besides the input/output images) of
-    #: ``forward``/``upscale`` (per pixel of its input), of ``adapt`` (per pixel of the
-    #: adaptation input) and of ``region_grads`` (per pixel of the region), and a constant
-    #: ("const", bytes).  These defaults are the reference implementation's, measured on
-    #: the CPU as the peak RSS above the start of the op in a fresh process at 384^2 and
-    #: 768^2, line fit (benchmarks/bench_large.py --calibrate, 2026-11-26, 2-core AMD EPYC
-    #: Zen 4 VM): forward 768, adapt 2595, region_grads 2636 B/px, constants < 14 MB;
-    #: +15% margin here.  Backends override them with their own measurements.
-    memory_bytes_per_pixel: ClassVar[dict[str, float]] = {
-        "forward": 900.0, "adapt": 3000.0, "region_grads": 3000.0, "const": 32 * 2**20,
-    }
+    # --- masked gradients (tiled and crop adaptation, mzsr_fast.run) -----------------
+    #: what computes :meth:`grads` with a ``box``: the backend's own kernels through
+    #: :func:`mzsr_fast.chain.grads`, or the reference ops (PyTorch) on its device.  The
+    #: default is the reference fallback; :meth:`describe` names it, and the API reports it in
+    #: ``info["tiling"]["masked_grads"]``, so it is never silent.
+    masked_grads: ClassVar[str] = "reference ops (fallback)"
 
-    def memory_per_pixel(self, kind: str) -> float:
-        """Working bytes per pixel of ``kind`` in ``forward``, ``adapt``, ``region_grads``,
-        or the constant ``const`` (bytes); see :attr:`memory_bytes_per_pixel`."""
-        try:
-            return float(self.memory_bytes_per_pixel[kind])
-        except KeyError:
-            raise ValueError(f"unknown memory kind {kind!r}; one of {sorted(self.memory_bytes_per_pixel)}") from None
+    def masked_grads_fallback(self, x: torch.Tensor, target: torch.Tensor, box, numel: int | None
+                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`grads` with a ``box`` from the reference ops (:mod:`mzsr_fast.reference`)
+        on this backend's device through :func:`mzsr_fast.chain.grads`, in float32 (TF32
+        convs where ``precision == "tf32"``; for ``bf16`` backends masked gradients are
+        float32), with the current :meth:`params`."""
+        from .. import reference as ops
+
+        p = self.params()
+        xn = self._input(x).permute(0, 2, 3, 1).contiguous()
+        tn = self._input(target, "target").permute(0, 2, 3, 1).contiguous()
+        with torch.no_grad(), matmul_precision(self.device, "tf32" if self.precision == "tf32" else "fp32"):
+            loss, g = chain.grads(ops, chain.plist_of(p), xn, tn, box, numel)
+        return loss, chain.grads_dict(g, list(p))
 
     def region_grads(self, x: torch.Tensor, target: torch.Tensor, box, numel: int
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss and gradients of one tile, for exact tiled adaptation (:mod:`mzsr_fast.tiling`).
-
-        x, target: ``(N, 3, h, w)`` float32, a region of the adaptation input and target
-        (or N equally shaped regions); box: ``(y0, y1, x0, x1)``, the tile's interior in
-        region coordinates, or a list of N such boxes; numel: the element count of the
-        whole target.  Returns ``(loss, grads)``: ``loss = sum_interiors |x + net(x) -
-        target| / numel`` (0-d float32) and its gradients by parameter name (the keys of
-        :meth:`params`), with the current parameters.
-
-        Default: the reference ops (:mod:`mzsr_fast.reference`) on this backend's device, in
-        float32 (TF32 convs where ``precision == "tf32"``; for ``bf16`` backends tiled
-        gradients are float32).  A backend may override it with faster kernels.
-        """
-        from .. import reference as ops
-        from .. import tiling
-        from .reference import _matmul_precision
-
-        p = self.params()
-        names = list(p)
-        plist = []
-        for i in range(sum(k.endswith(".weight") for k in p)):
-            plist += [p[f"layers.{i}.weight"], p.get(f"layers.{i}.bias")]
-        xn = self._input(x).permute(0, 2, 3, 1).contiguous()
-        tn = self._input(target, "target").permute(0, 2, 3, 1).contiguous()
-        with torch.no_grad(), _matmul_precision(self.device, "tf32" if self.precision == "tf32" else "fp32"):
-            loss, g = tiling.region_grads_ops(ops, plist, xn, tn, box, numel)
-        grads = {}
-        for i in range(len(plist) // 2):
-            grads[f"layers.{i}.weight"] = g[2 * i]
-            if plist[2 * i + 1] is not None:
-                grads[f"layers.{i}.bias"] = g[2 * i + 1]
-        return loss, {k: grads[k] for k in names}
+        """``grads(x, target, box, numel)`` (the name before issue 19; benchmarks use it)."""
+        return self.grads(x, target, box, numel)
 
     def apply_grads(self, grads: Mapping[str, torch.Tensor], lr: float) -> None:
         """One SGD update ``p -= lr * grads[name]`` of the current parameters.

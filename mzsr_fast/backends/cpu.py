@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .. import _ext, model
+from .. import _ext, chain, model
 from .base import Backend
 
 __all__ = ["CpuBackend"]
@@ -76,6 +76,7 @@ class CpuBackend(Backend):
     """
 
     name = "cpu"
+    masked_grads = "native per-layer ops"
     #: "bf16" only on CPUs with AVX512_BF16 (decided once, at import)
     precisions = _precisions()
 
@@ -116,13 +117,18 @@ class CpuBackend(Backend):
         self._check()
         return _nchw(_ops().net_forward(self._plist, _nhwc(x), self.precision))
 
-    def grads(self, x: torch.Tensor, target: torch.Tensor):
+    def grads(self, x: torch.Tensor, target: torch.Tensor, box=None, numel=None):
+        """Whole image: the fused ``net_grads`` op (this precision).  With a ``box``: the
+        chain (:func:`mzsr_fast.chain.grads`) over the compiled per-layer conv ops on the
+        parameters in place, float32 whatever ``precision`` (the per-layer ops have no
+        bf16 variant)."""
         self._check()
-        loss, g = _ops().net_grads(self._plist, _nhwc(x), _nhwc(target), self.precision)
-        out = dict(zip(self._names, g))
-        if not self._has_bias:
-            out = {k: v for k, v in out.items() if not k.endswith(".bias")}
-        return loss, out
+        if box is None:
+            loss, g = _ops().net_grads(self._plist, _nhwc(x), _nhwc(target), self.precision)
+        else:
+            loss, g = chain.grads(_ops(), self._plist, _nhwc(self._input(x)), _nhwc(self._input(target, "target")),
+                                  box, numel)
+        return loss, chain.grads_dict(g, self._names if self._has_bias else self._names[::2])
 
     def step(self, x: torch.Tensor, target: torch.Tensor, lr: float) -> torch.Tensor:
         self._check()
@@ -154,24 +160,6 @@ class CpuBackend(Backend):
             losses.append(op(self._plist, xn, tn, torch.tensor(float(lr))))
             self._zero_bias()
         return torch.stack(losses).float()
-
-    # --- tiling: per-tile gradients from the compiled per-layer ops (NHWC, fp32) ---------
-    #: measured like Backend.memory_bytes_per_pixel (2026-11-26, 2-core AMD EPYC Zen 4):
-    #: forward 550, adapt 1898, region_grads 2421 B/px, constants ~0; +15% margin here
-    memory_bytes_per_pixel = {"forward": 640.0, "adapt": 2200.0, "region_grads": 2800.0, "const": 32 * 2**20}
-
-    def region_grads(self, x: torch.Tensor, target: torch.Tensor, box, numel: int):
-        """:meth:`Backend.region_grads` with the compiled conv ops on the parameters in
-        place (float32 whatever ``precision``: the per-layer ops have no bf16 variant)."""
-        from .. import tiling
-
-        self._check()
-        loss, g = tiling.region_grads_ops(_ops(), self._plist, _nhwc(self._input(x)),
-                                          _nhwc(self._input(target, "target")), box, numel)
-        out = dict(zip(self._names, g))
-        if not self._has_bias:
-            out = {k: v for k, v in out.items() if not k.endswith(".bias")}
-        return loss, out
 
     def apply_grads(self, grads, lr: float) -> None:
         """SGD update of the parameters in place."""

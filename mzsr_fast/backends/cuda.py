@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .. import _ext, model, nvtx
+from .. import _ext, chain, model, nvtx
 from .base import Backend, capture_graph
 
 __all__ = ["CudaBackend"]
@@ -88,6 +88,7 @@ class CudaBackend(Backend):
     (bf16 precision only; tf32 / fp32 run as 2)."""
 
     name = "cuda"
+    masked_grads = "native per-layer fp32 CUDA ops"
     precisions = ("fp32", "tf32", "bf16")
     env_switches = ("MZSR_FAST_CUDA_VARIANT",)
 
@@ -204,9 +205,17 @@ class CudaBackend(Backend):
             graph.replay()
             return sy.clone()
 
-    def grads(self, x, target):
+    def grads(self, x, target, box=None, numel=None):
+        """Whole image: the fused ``cuda_net_grads`` (this precision and kernel variant).
+        With a ``box``: the chain (:func:`mzsr_fast.chain.grads`) over this extension's
+        per-layer fp32 CUDA ops (``conv3x3_fwd/dgrad/wgrad``, ``l1_loss_grad``) on the
+        parameters in place."""
         self._check_prepared()
         x, target = self._pair(x, target)
+        if box is not None:
+            with torch.cuda.device(self.device), nvtx.range("mzsr/cuda/masked_grads"):
+                loss, g = chain.grads(_ops(), self._plist, _nhwc(x), _nhwc(target), box, numel)
+            return loss, chain.grads_dict(g, self._names)
         with torch.cuda.device(self.device), nvtx.range("mzsr/cuda/grads"):
             loss, g = _ops().cuda_net_grads(self._plist, _nhwc(x), _nhwc(target), self._kprec)
         return loss, dict(zip(self._names, g))

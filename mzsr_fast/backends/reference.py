@@ -1,4 +1,5 @@
-"""Reference backend: plain PyTorch autograd on NCHW tensors.  The oracle of every fast
+"""Reference backend: plain PyTorch autograd on NCHW tensors through the chain's forward
+(:func:`mzsr_fast.chain.forward` with the ``F.conv2d`` ops).  The oracle of every fast
 backend and the baseline of every benchmark (cuDNN on GPU, oneDNN on CPU)."""
 from __future__ import annotations
 
@@ -7,29 +8,19 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .. import model
-from .base import Backend
+from .. import chain
+from .base import Backend, matmul_precision
 
+__all__ = ["ReferenceBackend"]
 
-@contextlib.contextmanager
-def _matmul_precision(device: torch.device, precision: str):
-    """Set TF32 use for the duration of a call and restore the caller's flags."""
-    if device.type != "cuda":
-        yield
-        return
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    tf32 = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+#: the name before issue 19 (moved to backends.base)
+_matmul_precision = matmul_precision
 
 
 class ReferenceBackend(Backend):
     name = "reference"
     precisions = ("fp32", "tf32", "bf16")
+    masked_grads = "reference ops"
 
     def __init__(self, device="cpu", precision="fp32", channels_last: bool = False):
         super().__init__(device, precision)
@@ -47,28 +38,37 @@ class ReferenceBackend(Backend):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _loss(self, params, x, target):
+    def _net(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            out = model.forward(params, self._fmt(x))
-        return (out.float() - target).abs().mean()
+            return chain.forward(chain.NCHW, chain.plist_of(params), self._fmt(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), _matmul_precision(self.device, self.precision), self._autocast():
-            return model.forward(self._p, self._fmt(x)).float().contiguous()
+        with torch.no_grad(), matmul_precision(self.device, self.precision):
+            return self._net(self._p, x).float().contiguous()
 
-    def grads(self, x, target):
-        with _matmul_precision(self.device, self.precision):
+    def grads(self, x, target, box=None, numel=None):
+        """Whole image: autograd through the chain's forward; with a ``box``: the chain's
+        gradients over the reference ops (NHWC, float32; :meth:`Backend.masked_grads_fallback`)."""
+        if box is not None:
+            return self.masked_grads_fallback(x, target, box, numel)
+        with matmul_precision(self.device, self.precision):
             leaves = {k: v.detach().requires_grad_(True) for k, v in self._p.items()}
-            loss = self._loss(leaves, x, target)
+            loss = (self._net(leaves, x).float() - target).abs().mean()
             g = torch.autograd.grad(loss, list(leaves.values()))
         return loss.detach(), dict(zip(leaves.keys(), g))
 
     def step(self, x, target, lr: float) -> torch.Tensor:
         loss, g = self.grads(x, target)
         with torch.no_grad():
-            for k, p in self._p.items():
-                p.sub_(g[k], alpha=lr)
+            chain.step_(list(self._p.values()), [g[k] for k in self._p], float(lr))
         return loss
+
+    def apply_grads(self, grads, lr: float) -> None:
+        """``p -= lr * g`` rounded as ``g * lr`` then the subtraction (0-d tensor lr in
+        :func:`mzsr_fast.chain.step_`; the arithmetic tiled adaptation always had here)."""
+        with torch.no_grad():
+            lr_t = torch.tensor(float(lr), dtype=torch.float32, device=self.device)
+            chain.step_(list(self._p.values()), [grads[k].to(self.device, torch.float32) for k in self._p], lr_t)
 
     def params(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self._p.items()}

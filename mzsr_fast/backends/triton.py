@@ -37,121 +37,9 @@ from .. import model
 from .. import nvtx
 from .base import Backend, capture_graph
 
+from .triton_buffers import _CH, _LAYOUT, _NL, _AdaptPlan, _FwdPlan, _Params, _kernels  # noqa: F401
+
 __all__ = ["TritonBackend", "warmup"]
-
-_CH = model.CHANNELS
-_NL = len(_CH)
-
-
-def _kernels():
-    from ..kernels import conv3x3 as K  # imported lazily: triton is optional
-
-    return K
-
-
-class _Layout:
-    """Offsets of each layer in the flat parameter buffer."""
-
-    def __init__(self):
-        self.off, self.size = [], []
-        o = 0
-        for ci, co in _CH:
-            self.off.append(o)
-            self.size.append(9 * ci * co + co)
-            o += 9 * ci * co + co
-        self.total = o
-
-
-_LAYOUT = _Layout()
-
-
-class _Params:
-    """Views of the layers in one flat fp32 buffer (the master copy, ``[tap][ci][co]``
-    weights + biases) and, optionally, in the kernels' operand copies, same offsets, in the
-    activation dtype: ``tflat`` for the forward (``[tap][co][ci]``, K-major B) and
-    ``dflat`` for the input gradient (``[tap][ci][co]``; a bf16 copy halves the weight
-    traffic of the bf16 path)."""
-
-    def __init__(self, flat: torch.Tensor, tflat: torch.Tensor | None = None, dflat: torch.Tensor | None = None):
-        self.flat = flat
-        self.tflat = tflat
-        self.dflat = dflat
-        self.layer, self.wf, self.b, self.wt, self.wd = [], [], [], [], []
-        for i, (ci, co) in enumerate(_CH):
-            o, p = _LAYOUT.off[i], _LAYOUT.size[i]
-            self.layer.append(flat[o:o + p])
-            self.wf.append(flat[o:o + 9 * ci * co])
-            self.b.append(flat[o + 9 * ci * co:o + p])
-            if tflat is not None:
-                self.wt.append(tflat[o:o + 9 * ci * co])
-                self.wd.append(dflat[o:o + 9 * ci * co])
-
-    def refresh_copies(self) -> None:
-        """Operand copies <- master (after an update outside the fused reduction)."""
-        K = _kernels()
-        for i, (ci, co) in enumerate(_CH):
-            K.refresh_fwd_weight(self.wf[i], self.wt[i], ci, co)
-            self.wd[i].copy_(self.wf[i])
-
-    def clone(self) -> "_Params":
-        if self.tflat is None:
-            return _Params(self.flat.clone())
-        return _Params(self.flat.clone(), self.tflat.clone(), self.dflat.clone())
-
-
-class _AdaptPlan:
-    """Preallocated buffers of the adaptation at one input shape (N, 3, H, W)."""
-
-    def __init__(self, shape, device, precision):
-        K = _kernels()
-        n, _, h, w = shape
-        self.shape = tuple(shape)
-        self.m = m = n * h * w
-        adt = K.act_dtype(precision)
-        kw = dict(device=device)
-        self.x = torch.empty(n, h, w, 3, dtype=torch.float32, **kw)
-        self.x_act = self.x if adt == torch.float32 else torch.empty(n, h, w, 3, dtype=adt, **kw)
-        self.target = torch.empty(n, h, w, 3, dtype=torch.float32, **kw)
-        # acts[i] = input of layer i (acts[0] = x); acts[1..7] are ReLU outputs
-        self.acts = [self.x_act] + [torch.empty(n, h, w, co, dtype=adt, **kw) for _, co in _CH[:-1]]
-        self.gout = torch.empty(n, h, w, 3, dtype=adt, **kw)
-        self.gbuf = [torch.empty(n, h, w, 64, dtype=adt, **kw) for _ in range(2)]
-        self.splits = [K.wgrad_splits(m, ci, torch.device(device)) for ci, _ in _CH]
-        ws_len = max(s * _LAYOUT.size[i] for i, (s, _) in enumerate(self.splits))
-        self.ws = torch.empty(ws_len, dtype=torch.float32, **kw)
-        self.n_parts = K.l1_loss_parts(m, _CH[-1][0], _CH[-1][1], precision)
-        self.loss_parts = torch.zeros(self.n_parts, dtype=torch.float32, **kw)
-        self.inv_numel = 1.0 / (m * 3)
-
-    def ws_view(self, i: int) -> torch.Tensor:
-        s = self.splits[i][0]
-        p = _LAYOUT.size[i]
-        return self.ws[: s * p].view(s, p)
-
-    def load(self, x: torch.Tensor, target: torch.Tensor) -> None:
-        self.x.copy_(x.permute(0, 2, 3, 1))
-        if self.x_act is not self.x:
-            self.x_act.copy_(self.x)
-        self.target.copy_(target.permute(0, 2, 3, 1))
-
-
-class _FwdPlan:
-    """Buffers of a forward-only pass (upscale) at one shape: two ping-pong activations."""
-
-    def __init__(self, shape, device, precision):
-        K = _kernels()
-        n, _, h, w = shape
-        adt = K.act_dtype(precision)
-        self.x = torch.empty(n, h, w, 3, dtype=torch.float32, device=device)
-        self.x_act = self.x if adt == torch.float32 else torch.empty(n, h, w, 3, dtype=adt, device=device)
-        self.bufs = [torch.empty(n, h, w, 64, dtype=adt, device=device) for _ in range(2)]
-        self.y = torch.empty(n, h, w, 3, dtype=torch.float32, device=device)
-
-    def load(self, x: torch.Tensor) -> None:
-        self.x.copy_(x.permute(0, 2, 3, 1))
-        if self.x_act is not self.x:
-            self.x_act.copy_(self.x)
-
 
 class TritonBackend(Backend):
     """Fused Triton kernels + CUDA graphs.  Options: ``use_graphs`` (default: on for CUDA
@@ -159,6 +47,7 @@ class TritonBackend(Backend):
     gradient reductions instead of one update kernel after the backward)."""
 
     name = "triton"
+    masked_grads = "reference ops (fallback: no masked Triton kernels)"
     precisions = ("fp32", "tf32", "bf16")
 
     def __init__(self, device="cuda", precision="fp32", use_graphs: bool | None = None,
@@ -359,7 +248,13 @@ class TritonBackend(Backend):
             graph.replay()
         return fp.y.permute(0, 3, 1, 2).contiguous()
 
-    def grads(self, x, target):
+    def grads(self, x, target, box=None, numel=None):
+        """Whole image: the kernel sequence in ``"grads"`` mode (no update).  With a ``box``:
+        the reference ops on this device (:meth:`Backend.masked_grads_fallback`, float32 /
+        TF32): the Triton kernels have no masked loss yet; ``masked_grads`` says so and
+        ``info["tiling"]["masked_grads"]`` reports it."""
+        if box is not None:
+            return self.masked_grads_fallback(x, target, box, numel)
         self._check_prepared()
         x, target = self._input(x), self._input(target, "target")
         pl = self._plan(x.shape)
@@ -485,67 +380,9 @@ def warmup(shapes: Sequence[tuple], device="cuda", precision: str = "tf32", step
         b.warmup(s, 0, upscale_shape=(n, c, 2 * h, 2 * w))
 
 
-def _main(argv=None) -> int:
-    """``python -m mzsr_fast.backends.triton [--size 256] [--steps 10] [--precision tf32]``:
-    time the graph-replayed adaptation + 2x upscale against the reference backend and print
-    the per-kernel CUDA time (torch.profiler; kernel names are the jitted functions')."""
-    import argparse
-    import time
-
-    ap = argparse.ArgumentParser(description=_main.__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--precision", default="tf32", choices=("fp32", "tf32", "bf16"))
-    ap.add_argument("--reps", type=int, default=20)
-    a = ap.parse_args(argv)
-    from ..benchutil import gpu_adapt_case
-    from .reference import ReferenceBackend
-
-    case = gpu_adapt_case(a.size, a.steps)
-    if case is None:
-        return 2
-    dev, p, x, t, up, sched = case
-    s = a.size
-
-    def timed(b):
-        def once():
-            b.prepare(p, x.shape)
-            b.adapt(x, t, sched)
-            b.upscale(up)
-        t0 = time.perf_counter()
-        once()  # compile / tune / capture
-        torch.cuda.synchronize()
-        first = time.perf_counter() - t0
-        ts = []
-        for _ in range(a.reps):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            once()
-            torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t0)
-        ts.sort()
-        return first, ts[len(ts) // 2]
-
-    tri = TritonBackend(dev, a.precision)
-    ref = ReferenceBackend(dev, "tf32" if a.precision != "fp32" else "fp32")
-    f_t, m_t = timed(tri)
-    f_r, m_r = timed(ref)
-    flops = model.flops_per_pixel() * (3 * s * s * a.steps + 4 * s * s)
-    print(f"{s}x{s}, {a.steps} steps + 2x upscale, triton[{a.precision}] {m_t * 1e3:.2f} ms "
-          f"(first call {f_t:.1f} s, {flops / m_t / 1e12:.0f} TFLOP/s) vs reference[{ref.precision}, cuDNN] "
-          f"{m_r * 1e3:.2f} ms: {m_r / m_t:.2f}x")
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        tri.prepare(p, x.shape)
-        tri.adapt(x, t, sched)
-        tri.upscale(up)
-        torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="device_time_total", row_limit=15))
-    return 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # the profiler lives in triton_profile.py (README: python -m mzsr_fast.backends.triton)
     import sys
+
+    from .triton_profile import _main
 
     sys.exit(_main())
