@@ -215,3 +215,81 @@ def test_steps0_with_meta_learned_weights_warns():
         adapt_and_upscale(img, steps=1, backend="reference")
         adapt_and_upscale(img, steps=0, backend="reference", weights=pre)
         adapt_and_upscale(img, steps=0, backend="reference", weights=model.load_weights(pre)[0])
+
+
+# ----------------------------------------------------------------------------- progress
+def _tiling_budget(h, w):
+    """A max_memory under which an h x w LR image (cpu backend figures) runs on tiles in
+    both phases (tests/test_tiling.py has the derivation)."""
+    from mzsr_fast import plan, tiles
+
+    ib, reg = plan.IMAGE_BYTES, (tiles.MIN_TILE + 2 * tiles.HALO) ** 2
+    lr, hr = h * w, 4 * h * w
+    up = ib["lr"] * lr + ib["hr_out"] * hr + (plan.memory_per_pixel("reference", "forward") + ib["lr_up"]) * reg
+    ad = (ib["lr"] + ib["son_up"]) * lr + plan.memory_per_pixel("reference", "region_grads") * reg
+    conv = ib["lr"] * lr + (ib["hr_out"] + ib["hr_convert"]) * hr
+    return int(max(up, ad, conv) + plan.memory_per_pixel("reference", "const"))
+
+
+def test_progress_callback_counts_tiles():
+    """progress=callable: (0, total) at the start of each tiled phase, then one call per
+    unit (tiles x steps for the adaptation, tiles for the upscale), ending at total."""
+    img = np.random.default_rng(0).random((40, 34, 3)).astype(np.float32)
+    calls = []
+    out, info = adapt_and_upscale(img, kernel=K, steps=2, weights=P, backend="reference", return_info=True,
+                                  max_memory=_tiling_budget(40, 34), progress=lambda d, t, s: calls.append((d, t, s)))
+    ti = info["tiling"]
+    assert ti["adapt_mode"] == "tiled" and ti["upscale_tiles"] > 1
+    assert ti["masked_grads"] == "reference ops"
+    by = {}
+    for d, t, s in calls:
+        by.setdefault(s, []).append((d, t))
+    assert by["adapt (tiles)"] == [(i, 2 * ti["adapt_tiles"]) for i in range(2 * ti["adapt_tiles"] + 1)]
+    assert by["upscale (tiles)"] == [(i, ti["upscale_tiles"]) for i in range(ti["upscale_tiles"] + 1)]
+    assert set(by) == {"adapt (tiles)", "upscale (tiles)"}
+    # the same result with and without a progress callback
+    ref = adapt_and_upscale(img, kernel=K, steps=2, weights=P, backend="reference", max_memory=_tiling_budget(40, 34))
+    assert np.array_equal(out, ref)
+
+
+def test_progress_crops_counts_steps_and_whole_image_is_silent():
+    img = np.random.default_rng(1).random((30, 28, 3)).astype(np.float32)
+    calls = []
+    adapt_and_upscale(img, kernel=K, steps=3, weights=P, backend="reference", adapt_on="crops", crop_size=12,
+                      n_crops=2, progress=lambda d, t, s: calls.append((d, t, s)))
+    assert calls == [(i, 3, "adapt (crops)") for i in range(4)]
+    calls.clear()
+    adapt_and_upscale(img, kernel=K, steps=3, weights=P, backend="reference", progress=lambda *a: calls.append(a))
+    assert calls == []
+
+
+def test_progress_none_prints_nothing_off_a_terminal(capfd):
+    """progress=None (default) with stderr not a terminal (pytest captures it): no bar,
+    nothing on stderr, also for a tiled call; progress=True does draw one."""
+    img = np.random.default_rng(2).random((40, 34, 3)).astype(np.float32)
+    kw = dict(kernel=K, steps=1, weights=P, backend="reference", max_memory=_tiling_budget(40, 34))
+    adapt_and_upscale(img, **kw)
+    assert capfd.readouterr().err == ""
+    adapt_and_upscale(img, progress=True, **kw)
+    assert "tiles" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [1, "yes", 0.5])
+def test_progress_bad_value(bad):
+    with pytest.raises(ValueError, match="progress must be None, True, False or a callable"):
+        adapt_and_upscale(np.zeros((8, 8, 3), np.float32), steps=1, weights=P, backend="reference", progress=bad)
+
+
+def test_options_validate_like_the_call():
+    """mzsr_fast.api.Options (shared with the CLI) raises what the call raises, before any
+    image is read; a valid one carries the resolved device and budget."""
+    from mzsr_fast.api import Options
+
+    for kw, match in [({"scale": 1}, "scale must be an int >= 2"), ({"adapt_on": "tiles"}, "adapt_on must be one of"),
+                      ({"max_memory": "3 parsecs"}, "unknown unit"), ({"device": "tpu"}, "invalid device|unsupported")]:
+        with pytest.raises(ValueError, match=match):
+            Options(**kw)
+        with pytest.raises(ValueError, match=match):
+            adapt_and_upscale(np.zeros((8, 8, 3), np.float32), weights=P, **kw)
+    o = Options(device="cpu", max_memory="1GiB")
+    assert o.device == torch.device("cpu") and o.budget == 2**30 and o.budget_source == "max_memory='1GiB'"
