@@ -107,6 +107,35 @@ def _psnr(log_mse: float) -> float:
     return -10.0 * log_mse / math.log(10.0)
 
 
+@torch.no_grad()
+def _adapted_psnr(params, log_a, log_g, task, base, report) -> dict[int, float]:
+    """Like :func:`unrolled_losses` without a graph: PSNR (dB) after each step in ``report``."""
+    with torch.enable_grad():
+        fast = {k: v.detach().requires_grad_(True) for k, v in fold(params, log_a).items()}
+        rates = [float(r) for r in _schedule(base, log_g)]
+        out = {}
+        for n in range(len(base) + 1):
+            if n in report:
+                with torch.no_grad():
+                    pred = functional_forward(fast, task.x_te).clamp(0, 1)
+                    out[n] = _psnr(float(_log_mse(pred, task.y_te)))
+            if n == len(base):
+                break
+            loss = (functional_forward(fast, task.x_tr) - task.y_tr).abs().mean()
+            grads = torch.autograd.grad(loss, list(fast.values()))
+            fast = {k: (v - rates[n] * g).detach().requires_grad_(True) for (k, v), g in zip(fast.items(), grads)}
+    return out
+
+
+def evaluate(params, log_a, log_g, tasks, base, report) -> dict[str, float]:
+    """Mean PSNR after each step in ``report`` over fixed ``tasks`` (no second order)."""
+    acc = {n: 0.0 for n in report}
+    for t in tasks:
+        for n, v in _adapted_psnr(params, log_a, log_g, t, base, report).items():
+            acc[n] += v / len(tasks)
+    return {f"eval_psnr_{n}": v for n, v in acc.items()}
+
+
 def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="the meta-learned weights file to tune")
     p.add_argument("--out", required=True, help="folder: ckpt.pt, log.jsonl, tuned.safetensors")
@@ -122,6 +151,11 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--subsampling", choices=["direct", "bicubic"], default="direct")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval-tasks", type=int, default=16,
+                   help="fixed held-in training tasks (their own seed) scored every --eval-every iterations, "
+                        "paired: the same tasks every time, so the curve is not the batches' noise [%(default)s]")
+    p.add_argument("--eval-every", type=int, default=10, help="[%(default)s]")
+    p.add_argument("--eval-patch", type=int, default=192, help="HR patch side of the fixed tasks [%(default)s]")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--time-budget", type=float, default=0.0, help="stop after this many seconds (0 = none)")
     return p
@@ -148,12 +182,26 @@ def run(args) -> dict:
             log_g.copy_(st["params"]["log_g"])
         opt.load_state_dict(st["optimizer"])
         it = int(st["step"])
-    images = load_folder(args.data, min_side=args.patch)
+    images = load_folder(args.data, min_side=max(args.patch, args.eval_patch if args.eval_tasks else 0))
     sampler = PatchSampler(images)
     log = JsonlLogger(out / "log.jsonl")
     log.log(kind="event", event="start" if it == 0 else "resume", step=it, config=vars(args), base=base)
     report = (0, 1, args.steps)
     t0 = time.perf_counter()
+    eval_tasks = [sample_task(sampler, step_rng(args.seed + 10_007, 0, i), patch=args.eval_patch, n_train=1, n_test=0,
+                              scale=args.scale, subsampling=args.subsampling, inner="son", one_image=True)
+                  for i in range(args.eval_tasks)]
+
+    def run_eval(step):
+        if not eval_tasks:
+            return
+        ev = evaluate(params, log_a.detach(), log_g.detach(), eval_tasks, base, report)
+        log.log(kind="val", step=step, **ev, log_a=[round(float(v), 4) for v in log_a.detach()],
+                log_g=[round(float(v), 4) for v in log_g.detach()], time=time.perf_counter() - t0)
+        print(f"[layer-lr] eval at {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in ev.items()), flush=True)
+
+    if it == 0:
+        run_eval(0)
 
     def save(step):
         ckpt_mod.save_checkpoint(ckpt, {"params": {"log_a": log_a.detach(), "log_g": log_g.detach()},
@@ -183,6 +231,8 @@ def run(args) -> dict:
         print(f"[layer-lr] it {it}: psnr_1 {psnr[1]:.3f} psnr_{args.steps} {psnr[args.steps]:.3f} "
               f"g {[round(float(v), 3) for v in torch.exp(log_g.detach())]} "
               f"rates {effective_rates(log_a)['weight']}", flush=True)
+        if it % args.eval_every == 0 or it == args.iters:
+            run_eval(it)
         if it % 10 == 0 or it == args.iters:
             save(it)
         if args.time_budget and time.perf_counter() - t0 > args.time_budget:
