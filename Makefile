@@ -28,8 +28,9 @@ test: venv
 bench: venv
 	$(VPY) -m pytest benchmarks --benchmark-only --benchmark-json benchmarks/results/bench_$$(date -u +%Y%m%d_%H%M).json
 
-cuda-check:
-	bash scripts/cuda_check.sh
+# the venv's interpreter (torch headers and nvcc flags), never the system python3 (may lack torch)
+cuda-check: venv
+	PYTHON=$(abspath $(VPY)) bash scripts/cuda_check.sh
 
 gpu-check:
 	bash benchmarks/gpu_check.sh benchmarks/results/gpu_$$(date -u +%Y%m%d)

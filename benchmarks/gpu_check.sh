@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
-PY=${PYTHON:-python3}
+source scripts/python_env.sh  # PY: $PYTHON, else .venv/bin/python, else python3 (the GPU image's torch)
 X=/tmp/mzsr_extra; rm -rf "$X"; mkdir -p "$X"   # goes back as extra.tgz
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"

@@ -7,15 +7,17 @@
 #      generated header it lacks, c10/cuda/impl/cuda_cmake_macros.h, is stubbed) and the
 #      CUDA toolkit's headers.
 # Exit status non-zero on any failure.  Usage: scripts/cuda_check.sh  (make cuda-check)
-# Env: NVCC (default nvcc), CXX (default g++), CUDA_HOME (default: from nvcc's path),
+# Env: PYTHON (default: .venv/bin/python, see scripts/python_env.sh), NVCC (default nvcc),
+#      CXX (default g++), CUDA_HOME (default: from nvcc's path),
 #      MZSR_FAST_CUDA_ARCHS (default "80;90"), JOBS (parallel nvcc jobs, default 2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NVCC="${NVCC:-nvcc}"
 CXX="${CXX:-g++}"
-PY="${PYTHON:-python3}"
 JOBS="${JOBS:-2}"
 command -v "$NVCC" >/dev/null || { echo "cuda_check: $NVCC not found" >&2; exit 2; }
+source "$ROOT/scripts/python_env.sh"  # PY: $PYTHON, else .venv/bin/python, else python3
+require_torch
 if [ -z "${CUDA_HOME:-}" ]; then
   CUDA_HOME="$(cd "$(dirname "$(readlink -f "$(command -v "$NVCC")")")/.." && pwd)"
   [ -f "$CUDA_HOME/include/cuda_runtime.h" ] || CUDA_HOME=/usr/local/cuda

@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PYTHON:-python3}
-$PY -m mzsr_fast.train.gpu recipe --out "$OUT" "$@" 2>&1 | tee "$OUT/recipe.log"
+source scripts/python_env.sh  # PY: $PYTHON, else .venv/bin/python, else python3 (GPU machines)
+require_torch
+"$PY" -m mzsr_fast.train.gpu recipe --out "$OUT" "$@" 2>&1 | tee "$OUT/recipe.log"
 exit "${PIPESTATUS[0]}"
