@@ -2,6 +2,7 @@
 __version__ = "0.1.0"
 
 from .api import adapt_and_upscale, default_lr_schedule  # noqa: E402
+from .batch import upscale_files  # noqa: E402
 from .degradation import degrade, gaussian_kernel, imresize  # noqa: E402
 
 
@@ -12,4 +13,5 @@ def zssr_upscale(*args, **kwargs):
     return _z(*args, **kwargs)
 
 
-__all__ = ["__version__", "adapt_and_upscale", "default_lr_schedule", "degrade", "gaussian_kernel", "imresize", "zssr_upscale"]
+__all__ = ["__version__", "adapt_and_upscale", "default_lr_schedule", "degrade", "gaussian_kernel", "imresize",
+           "upscale_files", "zssr_upscale"]

@@ -2,7 +2,9 @@
 
     mzsr-fast upscale IN OUT [--kernel F] [--scale 2] [--steps 10] [--subsampling direct]
                              [--backend auto] [--device D] [--precision fp32] [--weights W]
-                             [--hr GT] [--force] [--max-memory 4GiB] [--adapt-on full|crops]
+                             [--hr GT] [--force] [--max-memory 4GiB] [--adapt-on full|crops] [-q]
+    mzsr-fast upscale IN... -o OUT_DIR [--suffix S] [--ext png] [--skip-existing] [...]
+                             (files, folders, globs; see :func:`mzsr_fast.batch.upscale_files`)
     mzsr-fast eval --hr-dir D --setting g^d_2.0 [--steps 1,10] [--json OUT]
     mzsr-fast info
     mzsr-fast zssr ...            (vanilla ZSSR baseline)
@@ -11,6 +13,8 @@
 Errors are one line on stderr and a non-zero exit code (2 for bad input, 1 for an OS or
 internal error; see :func:`main`).  ``upscale`` never overwrites its input, refuses an
 existing output without ``--force`` and writes atomically (:func:`mzsr_fast.io.save_image`).
+With several inputs, a bad file is one line on stderr and is skipped, the others are
+written, a summary line ends the run, and the exit code is non-zero if any file failed.
 """
 from __future__ import annotations
 
@@ -35,62 +39,86 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
                    help="pick the first step's lr (schedule's or half) by the image's own training loss")
 
 
+def _emit(line: str, err: bool = False) -> None:
+    """One line to stdout (or stderr) without tearing a progress bar on the terminal."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr if err else sys.stdout)
+
+
+def _is_single(inputs: list[str], output: str) -> bool:
+    """One input file (not a folder, not a pattern) and an output not written as a folder."""
+    from .batch import _has_glob
+
+    if len(inputs) != 1 or output.endswith(("/", os.sep)):
+        return False
+    p = Path(inputs[0])
+    return not p.is_dir() and (p.exists() or not _has_glob(inputs[0]))
+
+
 def _cmd_upscale(a) -> int:
-    from . import adapt_and_upscale
-    from . import io as mio
-    from . import metrics
+    from . import batch
 
-    inp, out = Path(a.input), Path(a.output)
-    # every input file is protected (the image, the ground truth, the kernel), and all
-    # checks run before the minutes of computation
-    protect = tuple(p for p in (inp, a.hr, a.kernel) if p)
-    mio.check_output_path(out, force=a.force, protect=protect)
-    img = mio.load_image(inp)
-    hr = None
-    if a.hr:
-        hr = np.asarray(mio.load_image(a.hr).convert("RGB"))
-        hr = hr[: hr.shape[0] - hr.shape[0] % a.scale, : hr.shape[1] - hr.shape[1] % a.scale]
-        want = (img.size[1] * a.scale, img.size[0] * a.scale)
-        if hr.shape[:2] != want:
-            raise ValueError(f"--hr {a.hr} is {hr.shape[0]}x{hr.shape[1]} (cropped to a multiple of {a.scale}), "
-                             f"the result will be {want[0]}x{want[1]}")
+    inputs, out = list(a.inputs), a.output
+    if out is None:  # the two-argument form IN OUT
+        if len(inputs) != 2:
+            raise ValueError("no output: give -o FILE (one input file) or -o FOLDER, or the two-argument form IN OUT")
+        inputs, out = inputs[:1], inputs[1]
+    progress = False if a.quiet else None
+    options = dict(steps=a.steps, subsampling=a.subsampling, weights=a.weights, backend=a.backend, device=a.device,
+                   precision=a.precision, max_memory=a.max_memory, adapt_on=a.adapt_on, lr_search=a.lr_search)
+    if _is_single(inputs, out):
+        # one file: any problem is the command's error (one line, exit 2 or 1; see main)
+        if a.suffix or a.ext:
+            raise ValueError("--suffix and --ext name the files of an output folder; -o here is a file")
+        r = batch.upscale_one(inputs[0], out, scale=a.scale, kernel=a.kernel, hr=a.hr, force=a.force,
+                              skip_existing=a.skip_existing, progress=progress, **options)
+        if r.status == "skipped":
+            print(f"skipped {r.path}: {r.reason} (--skip-existing)")
+            return 0
+        _print_done(r, a.steps, detail=True)
+        print(f"wrote {r.output}")
+        return 0
+
+    def report(r) -> None:
+        if r.status == "done":
+            _print_done(r, a.steps, detail=False)
+        elif r.status == "skipped":
+            _emit(f"skipped {r.path}: {r.reason} (--skip-existing)")
+        else:
+            _emit(f"mzsr-fast upscale: failed {r.path}: {r.reason}", err=True)
+
     t0 = time.perf_counter()
-    sr, info = adapt_and_upscale(
-        img,
-        scale=a.scale,
-        kernel=a.kernel,
-        steps=a.steps,
-        subsampling=a.subsampling,
-        weights=a.weights,
-        backend=a.backend,
-        device=a.device,
-        precision=a.precision,
-        max_memory=a.max_memory,
-        adapt_on=a.adapt_on,
-        lr_search=a.lr_search,
-        return_info=True,
-    )
-    dt = time.perf_counter() - t0
-    mio.save_image(sr, out, force=a.force, protect=protect)
-    t = info["times"]
-    print(
-        f"{inp.name}: {img.size[0]}x{img.size[1]} -> {sr.size[0]}x{sr.size[1]} in {dt:.3f} s "
-        f"(adapt {t['adapt']:.3f} s, upscale {t['upscale']:.3f} s, {a.steps} steps) "
-        f"backend {info['backend_detail']}, weights {info['weights']}"
-    )
-    if hr is not None:
-        srr = np.asarray(sr.convert("RGB"))
-        from .degradation import imresize
+    results = batch.upscale_files(inputs, out, scale=a.scale, kernel=a.kernel, hr=a.hr, suffix=a.suffix, ext=a.ext,
+                                  skip_existing=a.skip_existing, force=a.force, progress=progress, on_result=report,
+                                  **options)
+    print(f"upscale: {batch.summarize(results, time.perf_counter() - t0)}; outputs in {out}")
+    failed = [r for r in results if r.status == "failed"]
+    if not failed:
+        return 0
+    # 2 when every failure is a bad input (as for one file), 1 when one was an OS or internal error
+    bad_input = (ValueError, TypeError, FileNotFoundError)
+    return 2 if all(r.exception is None or isinstance(r.exception, bad_input) for r in failed) else 1
 
-        lr = np.asarray(img.convert("RGB"))
-        bic = imresize(lr, a.scale)
-        print(
-            f"PSNR/SSIM (Y, shave {a.scale}): MZSR({a.steps}) {metrics.psnr_y(srr, hr, a.scale):.2f} dB / "
-            f"{metrics.ssim_y(srr, hr, a.scale):.4f}   bicubic {metrics.psnr_y(bic, hr, a.scale):.2f} dB / "
-            f"{metrics.ssim_y(bic, hr, a.scale):.4f}"
-        )
-    print(f"wrote {out}")
-    return 0
+
+def _print_done(r, steps: int, detail: bool) -> None:
+    info = r.info or {}
+    t = info.get("times", {})
+    line = f"{r.path if not detail else r.path.name}"
+    line += f" -> {r.output}" if not detail else ""
+    line += f": {r.size[0]}x{r.size[1]} -> {r.out_size[0]}x{r.out_size[1]} in {r.seconds:.3f} s"
+    if detail:
+        line += (f" (adapt {t.get('adapt', float('nan')):.3f} s, upscale {t.get('upscale', float('nan')):.3f} s, "
+                 f"{steps} steps) backend {info.get('backend_detail', info.get('backend'))}, "
+                 f"weights {info.get('weights')}")
+    if r.kernel is not None:
+        line += f", kernel {r.kernel.name}"
+    if r.psnr is not None and detail:
+        line += (f"\nPSNR/SSIM (Y, shave {r.out_size[0] // r.size[0]}): MZSR({steps}) {r.psnr:.2f} dB / "
+                 f"{r.ssim:.4f}   bicubic {r.bicubic_psnr:.2f} dB / {r.bicubic_ssim:.4f}")
+    elif r.psnr is not None:
+        line += f", PSNR {r.psnr:.2f} dB (bicubic {r.bicubic_psnr:.2f})"
+    _emit(line)
 
 
 def _list_images(d: Path) -> list[Path]:
@@ -225,14 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mzsr-fast", description="Meta-transfer zero-shot super-resolution")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    u = sub.add_parser("upscale", help="adapt to one image and upscale it")
-    u.add_argument("input")
-    u.add_argument("output")
-    u.add_argument("--kernel", default=None, help=".mat (key 'kernel') or .npy blur kernel; none = bicubic")
+    u = sub.add_parser("upscale", help="adapt to each image and upscale it: a file, several, a folder or a glob")
+    u.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders (their files) or glob patterns; without -o, exactly two "
+                        "arguments IN OUT name the output last")
+    u.add_argument("-o", "--output", default=None,
+                   help="the output file for one input file, else the output folder (created)")
+    u.add_argument("--suffix", default="", help="added to each output name's stem in a folder (default none)")
+    u.add_argument("--ext", default=None, help="output format in a folder: png, jpg, bmp, tif (default: the input's)")
+    u.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (reported as skipped)")
+    u.add_argument("--kernel", default=None,
+                   help=".mat (key 'kernel') or .npy blur kernel; none = bicubic. A kernel file beside an "
+                        "image (img.npy, img_kernel.npy, img.mat, img_kernel.mat) is used for that image instead")
     u.add_argument("--steps", type=int, default=10)
     u.add_argument("--subsampling", default="direct", choices=["direct", "bicubic"])
-    u.add_argument("--hr", default=None, help="ground truth: print PSNR/SSIM against it")
-    u.add_argument("--force", action="store_true", help="overwrite an existing output")
+    u.add_argument("--hr", default=None,
+                   help="ground truth: print PSNR/SSIM against it (a file; for a folder of inputs, a folder "
+                        "of files of the same names)")
+    u.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")
+    u.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     u.add_argument("--max-memory", default=None,
                    help="memory budget, e.g. 4GiB or 2e9 (default: half of the free RAM / GPU memory); "
                         "larger images are processed in exact tiles")
