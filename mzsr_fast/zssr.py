@@ -462,8 +462,8 @@ class _Trainer:
             if pbar is not None:
                 pbar.update(1)
                 if it % 20 == 0:
-                    pbar.set_postfix(lr=f"{self.lr:.0e}", loss=f"{float(self.losses[-1]):.4f}",
-                                     rec_mse=f"{self.mse_rec[-1]:.2e}" if self.mse_rec else "-")
+                    rec = f"{self.mse_rec[-1]:.2e}" if self.mse_rec else "-"
+                    pbar.set_postfix_str(f"lr={self.lr:.0e}, loss={float(self.losses[-1]):.4f}, rec_mse={rec}")
             if self.lr < cfg.min_learning_rate:
                 break
         self.losses = torch.stack(self.losses).tolist() if self.losses else []
@@ -476,7 +476,7 @@ def zssr_upscale(
     kernel=None,
     config: ZSSRConfig | None = None,
     device=None,
-    progress: bool = True,
+    progress=None,
     seed: int | None = None,
     return_info: bool = False,
 ):
@@ -493,7 +493,10 @@ def zssr_upscale(
             bicubic downscaling.
         config: a :class:`ZSSRConfig` (default: the official defaults).
         device: ``None`` (cuda if available), ``"cpu"``, ``"cuda"``...
-        progress: show tqdm progress bars.
+        progress: bars over the training iterations and the ensemble frames
+            (:mod:`mzsr_fast.progress`: ``None`` = only when stderr is a terminal, ``False``,
+            ``True``, or a ``callback(done, total, desc)`` with desc ``"ZSSR train"`` /
+            ``"ZSSR ensemble"``; training may stop before ``max_iters``).
         seed: seeds the initialisation, augmentation and noise (``None``: a random seed,
             reported in the info).
         return_info: also return a dict (iterations, lr changes, reconstruction MSEs, times).
@@ -520,18 +523,19 @@ def zssr_upscale(
         raise ValueError(f"kernel of shape {k.shape} is larger than the {h}x{w} image")
     sub = cfg.subsampling if k is not None else "bicubic"
 
-    from tqdm.auto import tqdm
+    from .progress import check_progress, make_progress
 
+    check_progress(progress)
     outs, infos = [], []
     times = {"train": 0.0, "ensemble": 0.0}
     for i, x in enumerate(xs):
         tr = _Trainer(x, k, scale, cfg, seed + i)
         t1 = time.perf_counter()
-        with tqdm(total=cfg.max_iters, desc="ZSSR train", unit="it", disable=not progress, leave=False) as pb:
+        with make_progress(cfg.max_iters, "ZSSR train", progress) as pb:
             iters = tr.train(pb)
         t2 = time.perf_counter()
         n_frames = 8 if cfg.output_flip else 1
-        with tqdm(total=n_frames, desc="ZSSR ensemble", unit="frame", disable=not progress, leave=False) as pb:
+        with make_progress(n_frames, "ZSSR ensemble", progress, unit="frame") as pb:
             sr = self_ensemble(tr.predict, x, scale, k, sub, flips=cfg.output_flip,
                                bp_iters=cfg.back_projection_iters, align=cfg.ensemble_align, progress=pb)
         if dev.type == "cuda":
@@ -567,7 +571,7 @@ def _cmd_zssr(a) -> int:
     img = _io.load_image(inp)
     t0 = time.perf_counter()
     sr, info = zssr_upscale(img, scale=a.scale, kernel=a.kernel, config=cfg, device=a.device,
-                            progress=not a.quiet, seed=a.seed, return_info=True)
+                            progress=False if a.quiet else None, seed=a.seed, return_info=True)
     dt = time.perf_counter() - t0
     _io.save_image(sr, out, force=a.force, protect=(inp, a.hr, a.kernel))
     t = info["times"]

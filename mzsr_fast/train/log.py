@@ -95,14 +95,25 @@ def plot_log(log_path, png_path=None, *, smooth: int = 50) -> Path:
     return png
 
 
-def make_bar(total: int, initial: int, desc: str, enabled: bool = True):
-    """A tqdm bar (steps, it/s and ETA are tqdm's own; the loss goes in the postfix).
-    Disabled (a no-op object) when ``enabled`` is False, e.g. on ranks other than 0."""
+def make_bar(total: int, initial: int, desc: str, enabled: bool = True, progress=None):
+    """A tqdm bar over training steps (it/s and ETA are tqdm's own; the loss goes in the
+    postfix), following :mod:`mzsr_fast.progress`: ``progress=None`` shows it only when
+    stderr is a terminal (a job writing to a log file prints no bar lines), ``False`` never,
+    ``True`` always, a ``callback(done, total, desc)`` is called instead (``done`` counts
+    from ``initial``).  ``enabled=False`` (ranks other than 0) is always a no-op.  Without
+    tqdm (bare GPU machines) a silent stand-in."""
+    from ..progress import _is_tty, check_progress
+
+    check_progress(progress)
+    if not enabled or progress is False:
+        return _NoBar()
+    if callable(progress) and not isinstance(progress, bool):
+        return _CallbackBar(progress, total, initial, desc)
+    if progress is None and not _is_tty(sys.stderr):
+        return _NoBar()
     try:
-        if not enabled:
-            raise ImportError
         from tqdm import tqdm
-    except ImportError:  # disabled, or tqdm missing (bare GPU machines): a silent stand-in
+    except ImportError:
         return _NoBar()
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
                 mininterval=2.0, file=sys.stderr, smoothing=0.05)
@@ -115,8 +126,21 @@ class _NoBar:
     def set_postfix(self, *a, **kw):
         pass
 
+    def set_postfix_str(self, s=""):
+        pass
+
     def write(self, s):
         print(s, file=sys.stderr, flush=True)
 
     def close(self):
         pass
+
+
+class _CallbackBar(_NoBar):
+    def __init__(self, fn, total: int, initial: int, desc: str):
+        self.fn, self.total, self.n, self.desc = fn, int(total), int(initial), desc
+        fn(self.n, self.total, desc)
+
+    def update(self, n=1):
+        self.n += int(n)
+        self.fn(self.n, self.total, self.desc)
