@@ -35,6 +35,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:  # benchmarks.harness when run as a script
+    sys.path.insert(0, ROOT)
 DATA = os.path.normpath(os.environ.get("MZSR_FAST_DATA", os.path.join(ROOT, "..", "shared", "data")))
 THREADS = 2
 
@@ -119,7 +121,7 @@ def _child_case(spec: dict) -> dict:
 
     torch.set_num_threads(THREADS)
     from mzsr_fast import adapt_and_upscale, gaussian_kernel
-    from mzsr_fast.benchutil import machine_info
+    from benchmarks.harness import machine_info
 
     img = synthetic_image(spec["size"])
     k = gaussian_kernel(13, 2.0)
@@ -192,7 +194,7 @@ def crops_psnr(configs=((64, 4), (32, 4)), steps: int = 10, setting: str = "g^d_
 
     torch.set_num_threads(THREADS)
     from mzsr_fast import adapt_and_upscale, metrics
-    from mzsr_fast.benchutil import machine_info
+    from benchmarks.harness import machine_info
     from mzsr_fast.degradation import degrade
     from mzsr_fast.degradation import setting as get_setting
 
@@ -269,7 +271,7 @@ def calibrate(ops: bool = True) -> dict:
         print(json.dumps({k: r.get(k) for k in ("spec", "peak_above_start", "estimate", "wall_s", "error")}),
               flush=True)
         out["calls"].append(r)
-    from mzsr_fast.benchutil import machine_info
+    from benchmarks.harness import machine_info
 
     out["machine"] = machine_info()
     return out
@@ -294,7 +296,7 @@ def _cases_from_env() -> list[dict]:
 
 
 def run_cases(cases, max_memory: str = "4GiB", backend: str = "cpu") -> dict:
-    from mzsr_fast.benchutil import machine_info
+    from benchmarks.harness import machine_info
 
     res = {"date": time.strftime("%Y-%m-%d"), "max_memory": max_memory, "backend": backend, "threads": THREADS,
            "machine": machine_info(), "cases": []}

@@ -2,11 +2,13 @@
 # GPU check: on a machine with an NVIDIA GPU, torch already installed and no network,
 # install mzsr_fast from this working tree (no download), run every GPU test (the shared
 # backend suite on CUDA, the Triton and CUDA kernel tests), compute-sanitizer over one
-# small CUDA-backend adaptation, the benchmarks, the interleaved whole-call speed-ups and
-# the Set5 quality/latency check, and write the results to OUTDIR (at most 8 files, what
-# the device tool returns):
+# small CUDA-backend adaptation, the benchmarks (benchmarks/{e2e,ops,quality}: the
+# interleaved whole call, the backend ops, Set5 quality per provider, the per-conv kernels),
+# and write the results to OUTDIR (at most 8 files, what the device tool returns):
 #   summary.txt (environment, phase times, test/benchmark/sanitizer tails)  tests.log
-#   bench_adapt.json  ratio.json  quality.json  bench_cuda_ops.json
+#   results.csv (the benchmarks' rows: append them to benchmarks/results/<machine>.csv,
+#       e.g. tail -n +2 OUTDIR/results.csv >> benchmarks/results/h100.csv)
+#   e2e.json  ops.json  quality.json  conv3x3.json (pytest-benchmark JSON, machine info)
 #   extra.tgz (install.log, sanitizer.log, breakdown.json: per-kernel device time per
 #       provider, and the optional training/eval outputs)
 # Usage: benchmarks/gpu_check.sh OUTDIR     (about 6 minutes on an H100 without training)
@@ -19,8 +21,8 @@
 #   MZSR_GPU_VS_ZSSR=1 : the full MZSR-vs-ZSSR report on Set5 g^d_2.0.
 # Weights for the quality check: $MZSR_QUALITY_WEIGHTS (default: the shipped ones).
 # Data: $MZSR_FAST_DATA (set5, set5_g20[, set14]), default ../shared/data.
-# Budgets (s) per phase can be overridden: T_INSTALL T_TESTS T_TESTS_V2 T_BENCH T_RATIO T_QUALITY T_BREAKDOWN
-# T_OPS T_EVAL_END.
+# Budgets (s) per phase can be overridden: T_INSTALL T_TESTS T_TESTS_V2 T_BENCH T_OPS T_QUALITY T_BREAKDOWN
+# T_CONV T_EVAL_END.
 # Dry run of the script's logic on a CPU machine: MZSR_GPU_SKIP_INSTALL=1 PYTHON=.venv/bin/python.
 set -uo pipefail
 OUT=${1:?usage: benchmarks/gpu_check.sh OUTDIR}
@@ -98,13 +100,13 @@ for v in 2 3; do
   tail -4 "$OUT/tests.log" | tee -a "$SUMMARY"
 done
 { echo "== argument-check message (an int in a TORCH_CHECK message; segfaulted with the /opt/gcc build)"
-  timeout 60 $PY benchmarks/cuda_argcheck_repro.py 2>&1 | tail -6; echo "repro rc=$?"; } >> "$SUMMARY" 2>&1
+  timeout 60 $PY scripts/cuda_argcheck_repro.py 2>&1 | tail -6; echo "repro rc=$?"; } >> "$SUMMARY" 2>&1
 
 # 3. compute-sanitizer over one small eager adaptation of the cuda backend
-if [ -f benchmarks/cuda_sanitize.py ] && command -v compute-sanitizer >/dev/null; then
+if [ -f scripts/cuda_sanitize.py ] && command -v compute-sanitizer >/dev/null; then
   { for v in 0 2 3; do for tool in memcheck racecheck; do
       echo "== compute-sanitizer --tool $tool, MZSR_FAST_CUDA_VARIANT=$v"
-      MZSR_FAST_CUDA_VARIANT=$v timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 $PY benchmarks/cuda_sanitize.py
+      MZSR_FAST_CUDA_VARIANT=$v timeout 90 compute-sanitizer --tool $tool --error-exitcode 3 $PY scripts/cuda_sanitize.py
       echo "rc=$?"
     done; done; } > "$X/sanitizer.log" 2>&1
   grep -E "^(== |rc=)|ERROR SUMMARY|RACECHECK SUMMARY" "$X/sanitizer.log" | tee -a "$SUMMARY"
@@ -116,26 +118,32 @@ if [ -n "$TRAIN_PID" ]; then
   tail -12 "$X/train/recipe.log" >> "$SUMMARY" 2>/dev/null
 fi
 
-# 4. benchmarks: step and whole call, reference (cuDNN) vs compile vs triton vs cuda
-MZSR_BENCH_ROUNDS=${MZSR_BENCH_ROUNDS:-5} phase bench "${T_BENCH:-150}" $PY -m pytest benchmarks/bench_adapt.py --benchmark-only -q --no-header -p no:cacheprovider \
-  --benchmark-json "$OUT/bench_adapt.json" --benchmark-columns=median,min,rounds > "$X/bench.log" 2>&1
-grep -E "^test_|passed|failed|rror" "$X/bench.log" | tail -80 >> "$SUMMARY"
-
-# 5. interleaved whole-call speed-ups (Set5 baby, shipped weights), prep graph on/off
-phase ratio "${T_RATIO:-90}" $PY benchmarks/ratio_whole.py --out "$OUT/ratio.json" > "$X/ratio.log" 2>&1
-tail -12 "$X/ratio.log" | tee -a "$SUMMARY"
-
-# 6. quality + latency on Set5 g^d_2.0 with the shipped weights
-phase quality "${T_QUALITY:-80}" $PY benchmarks/gpu_quality.py --out "$OUT/quality.json" 2>&1 | tail -15 | tee -a "$SUMMARY"
+# 4-7. benchmarks (one harness: benchmarks/harness.py), rows into $OUT/results.csv.
+# pytest-benchmark runs with the project's addopts (--benchmark-skip) overridden by --benchmark-only.
+export MZSR_BENCH_ROUNDS=${MZSR_BENCH_ROUNDS:-5}
+BENCH_ARGS=(--benchmark-only -q --no-header -p no:cacheprovider --results-csv "$OUT/results.csv")
+bench() {  # bench NAME BUDGET JSON PYTEST_ARGS... : one benchmark phase, its log in extra.tgz
+  local name=$1 budget=$2 json=$3; shift 3
+  phase "$name" "$budget" $PY -m pytest "$@" "${BENCH_ARGS[@]}" --benchmark-json "$OUT/$json" \
+    --benchmark-columns=median,min,rounds > "$X/$name.log" 2>&1
+  grep -E "^test_|passed|failed|rror|rows appended" "$X/$name.log" | tail -80 >> "$SUMMARY"
+}
+note "results table rows -> $OUT/results.csv (machine kind: $($PY -c 'from benchmarks.harness import machine_kind; print(machine_kind())' 2>&1))"
+# 4. the whole call, interleaved rounds, reference (cuDNN) / nn.Module / triton / cuda in one run
+bench e2e "${T_BENCH:-150}" e2e.json benchmarks/e2e
+# 5. the backends' step and upscale ops per provider
+bench ops "${T_OPS:-90}" ops.json benchmarks/ops/test_backend_ops.py
+# 6. quality + latency on Set5 g^d_2.0 per provider (shipped weights)
+export MZSR_BENCH_QUALITY_SETTINGS=${MZSR_BENCH_QUALITY_SETTINGS:-g^d_2.0}
+bench quality "${T_QUALITY:-80}" quality.json benchmarks/quality/test_quality.py
+grep -E "psnr_y" "$OUT/results.csv" 2>/dev/null | tail -12 >> "$SUMMARY"
 
 # 6b. where the time goes: per-kernel device time of one eager adaptation + upscale per
 # provider (cuda variants 0/2/3, triton, cuDNN), into extra.tgz; the totals into the summary
 phase breakdown "${T_BREAKDOWN:-90}" $PY benchmarks/kernel_breakdown.py --out "$X/breakdown.json" 2>&1 | tail -12 | tee -a "$SUMMARY"
 
-# 7. per-op CUDA kernels vs cuDNN (both tensor-core warp layouts), if time is left
-[ -f benchmarks/bench_cuda_ops.py ] && phase ops "${T_OPS:-40}" $PY -m pytest benchmarks/bench_cuda_ops.py --benchmark-only -q \
-  --no-header -p no:cacheprovider --benchmark-json "$OUT/bench_cuda_ops.json" --benchmark-columns=median,min > "$X/ops.log" 2>&1
-grep -E "^test_|passed|failed|rror" "$X/ops.log" | tail -60 >> "$SUMMARY"
+# 7. per-conv CUDA kernels vs cuDNN (both tensor-core warp layouts, variant 2), if time is left
+bench conv3x3 "${T_CONV:-40}" conv3x3.json benchmarks/ops/test_conv3x3.py
 
 # 8. optional: eval tables (Set5/Set14 x the four x2 settings)
 if [ "${MZSR_GPU_EVAL:-0}" = "1" ]; then
@@ -162,7 +170,7 @@ fi
 # 9. optional (MZSR_GPU_VS_ZSSR=1): the full MZSR-vs-ZSSR report on Set5 g^d_2.0 on the GPU
 if [ "${MZSR_GPU_VS_ZSSR:-0}" = "1" ]; then
   mkdir -p "$X/vs_zssr"
-  phase vs_zssr "${T_VSZSSR:-300}" $PY benchmarks/report_vs_zssr.py --device cuda --out-dir "$X/vs_zssr" --tag _gpu \
+  phase vs_zssr "${T_VSZSSR:-300}" $PY benchmarks/quality/report_vs_zssr.py --device cuda --out-dir "$X/vs_zssr" --tag _gpu \
     > "$X/vs_zssr.log" 2>&1
   cat "$X"/vs_zssr/*.md >> "$SUMMARY" 2>/dev/null || tail -20 "$X/vs_zssr.log" >> "$SUMMARY"
 fi

@@ -235,6 +235,8 @@ def provider_skip(provider: str) -> str | None:
     from mzsr_fast import backends
 
     name, prec, _ = split_provider(provider)
+    if name == "triton" and not on_cuda():
+        return "triton: benchmarked on CUDA only (on the CPU it runs in its interpreter, a test tool)"
     ok, why = backends.available(device()).get(name, (False, f"unknown backend {name!r}"))
     if not ok:
         return f"{name}: {why}"

@@ -88,8 +88,9 @@ def main(argv=None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
+    from benchmarks.harness import gpu_adapt_case, machine_info
     from mzsr_fast import backends
-    from mzsr_fast.benchutil import gpu_adapt_case, machine_info
 
     case = gpu_adapt_case(a.size, a.steps)
     if case is None:

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default="shipped", choices=["shipped", "dict"])
     ap.add_argument("--json", default=None, help="output path, or - for stdout (default: benchmarks/results/...)")
     a = ap.parse_args(argv)
-    from mzsr_fast.benchutil import machine_info
+    from benchmarks.harness import machine_info
 
     rows = [measure(b, calls=a.calls, warmup=a.warmup, size=a.size, steps=a.steps, weights=a.weights)
             for b in a.backends.split(",") if b]

@@ -1,10 +1,12 @@
-"""Machine facts and small timing helpers shared by benchmarks, reports and ``eval``."""
+"""Machine facts for ``mzsr-fast eval --json`` / ``mzsr-fast info`` (cli.py) and the synthetic
+case of the Triton profiler (backends/triton_profile.py): what the installed package still
+imports.  The benchmarks do not use this module: their harness (machine facts, data
+loaders, timing helpers) is ``benchmarks/harness.py``."""
 from __future__ import annotations
 
 import datetime
 import os
 import platform
-import time
 
 
 def _cpu_model() -> str:
@@ -47,45 +49,6 @@ def machine_info() -> dict:
         info.update(gpu=p.name, gpu_sms=p.multi_processor_count, cuda=torch.version.cuda,
                     gpu_mem_gib=round(p.total_memory / 2**30, 1))
     return info
-
-
-def sgemm_gflops(n: int = 2048, device: str = "cpu", repeat: int = 5) -> float:
-    """Measured fp32 matmul rate (GFLOP/s) of an n x n x n product, best of ``repeat``."""
-    import torch
-
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    best = float("inf")
-    for _ in range(repeat + 1):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        a @ b
-        if device != "cpu":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
-def default_data_dir() -> str:
-    """``$MZSR_FAST_DATA``, else ``../shared/data`` beside the repository."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.environ.get("MZSR_FAST_DATA", os.path.join(root, "..", "shared", "data"))
-
-
-def set5_g20(data_dir: str | None = None):
-    """The official Set5 g^d_2.0 LR images with their HR: ``(kernel (21, 21) float64,
-    {name: (lr (h, w, 3) uint8, hr (2h, 2w, 3) uint8)})`` from ``set5_g20/`` and ``set5/``."""
-    import numpy as np
-    import scipy.io
-    from PIL import Image
-
-    d = data_dir or default_data_dir()
-    k = scipy.io.loadmat(os.path.join(d, "set5_g20", "kernel.mat"))["kernel"]
-    names = sorted(n for n in os.listdir(os.path.join(d, "set5_g20")) if n.endswith(".png"))
-    imgs = {n: tuple(np.asarray(Image.open(os.path.join(d, sub, n)).convert("RGB")) for sub in ("set5_g20", "set5"))
-            for n in names}
-    return k, imgs
 
 
 def gpu_adapt_case(size: int, steps: int, seed: int = 0):

@@ -66,15 +66,3 @@ def test_ssim_matches_independent_implementation():
             cov = (w * (pa - ma) * (pb - mb)).sum()
             vals.append(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
     assert ssim_y(a, b, shave=0) == pytest.approx(np.mean(vals), abs=1e-10)
-
-
-def test_benchutil_set5_g20(data_dir):
-    """The GPU benchmarks' loader of the official Set5 g^d_2.0 LR images: five (LR, HR)
-    pairs at x2 and the 21x21 kernel summing to 1."""
-    from mzsr_fast.benchutil import set5_g20
-
-    k, imgs = set5_g20(data_dir)
-    assert k.shape == (21, 21) and abs(float(k.sum()) - 1) < 1e-6
-    assert sorted(imgs) == ["baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"]
-    for lr, hr in imgs.values():
-        assert lr.dtype == hr.dtype == np.uint8 and hr.shape == (2 * lr.shape[0], 2 * lr.shape[1], 3)

@@ -115,7 +115,7 @@ def zssr_with_curve(lr: np.ndarray, hr: np.ndarray, scale: int, kernel, cfg: ZSS
     curve, excluded = [], [0.0]
     bar = tqdm(total=cfg.max_iters, desc="ZSSR train", unit="it", disable=not progress, leave=False)
 
-    class _Hook:  # the trainer calls update(1) after every iteration (its progress-bar hook)
+    class _Hook:  # the trainer's progress bar: it calls update(1) after every iteration
         it = 0
 
         def update(self, n):
@@ -129,8 +129,8 @@ def zssr_with_curve(lr: np.ndarray, hr: np.ndarray, scale: int, kernel, cfg: ZSS
                               "psnr": psnr_y(out, hr, scale), "ssim": ssim_y(out, hr, scale)})
                 excluded[0] += time.perf_counter() - t
 
-        def set_postfix(self, **kw):
-            bar.set_postfix(**kw)
+        def __getattr__(self, name):  # the rest of the progress-bar calls (set_postfix...) go to the bar
+            return getattr(bar, name)
 
     t1 = time.perf_counter()
     iters = tr.train(_Hook())

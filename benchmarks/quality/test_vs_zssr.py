@@ -1,11 +1,14 @@
 """MZSR vs vanilla ZSSR on one small image: wall time of the whole call per provider, with
 PSNR/SSIM in ``extra_info``, bicubic as the floor, all in the same run.
 
-    pytest benchmarks/bench_vs_zssr.py --benchmark-only [--benchmark-json OUT.json]
+    pytest benchmarks/quality/test_vs_zssr.py --benchmark-only
 
 Providers: ``bicubic`` (MATLAB imresize), ``zssr`` (:func:`mzsr_fast.zssr_upscale`, official
 defaults: lr policy, up to 3000 iterations, self-ensemble, back-projection), ``mzsr1`` and
-``mzsr10`` (:func:`mzsr_fast.adapt_and_upscale` with the shipped weights, 1 / 10 steps).
+``mzsr10`` (:func:`mzsr_fast.adapt_and_upscale` with the shipped weights, 1 / 10 steps).  ZSSR's network
+is also scored during its training in the same run (report_vs_zssr.zssr_with_curve): rows
+``quality/vs_zssr/zssr_curve/psnr_y`` with provider ``zssr@<iteration>`` and their training
+seconds, for the PSNR-vs-time curve.
 
 Image: a centre crop of Set5 ``bird`` (``MZSR_BENCH_VS_ZSSR_SIZE`` HR pixels, default 128),
 degraded per g^d_2.0 (isotropic Gaussian var 2.0, direct x2 subsampling).
@@ -17,7 +20,8 @@ Environment:
                              the full run takes minutes: the cap is stated in extra_info)
   MZSR_BENCH_ROUNDS          timed rounds for bicubic / MZSR (default 5; ZSSR runs once)
   MZSR_FAST_DATA             the shared data folder (default ../shared/data)
-For the full-length comparison on whole Set5 images use ``benchmarks/report_vs_zssr.py``.
+For the full-length comparison on whole Set5 images (report, table and plot) use
+``benchmarks/quality/report_vs_zssr.py``.
 """
 from __future__ import annotations
 
@@ -28,16 +32,19 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks import harness as H
+from benchmarks.quality.report_vs_zssr import zssr_with_curve
 from mzsr_fast import adapt_and_upscale, degrade, gaussian_kernel, imresize, model
 from mzsr_fast.metrics import psnr_y, ssim_y
-from mzsr_fast.zssr import ZSSRConfig, zssr_upscale
+from mzsr_fast.zssr import ZSSRConfig
 
-DEV = os.environ.get("MZSR_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
-ON_CUDA = DEV.startswith("cuda")
+DEV = H.device()
+ON_CUDA = H.on_cuda()
 SIZE = int(os.environ.get("MZSR_BENCH_VS_ZSSR_SIZE", "128"))
 ZSSR_ITERS = int(os.environ.get("MZSR_BENCH_ZSSR_ITERS", "3000" if ON_CUDA else "200"))
-ROUNDS = int(os.environ.get("MZSR_BENCH_ROUNDS", "5"))
-DATA = os.environ.get("MZSR_FAST_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+ROUNDS = H.rounds(cpu=5, cuda=5)
+DATA = H.default_data_dir()
+CURVE = [i for i in (10, 25, 50, 100, 200, 400, 800, 1600) if i < ZSSR_ITERS]
 KERNEL = gaussian_kernel(21, 2.0)
 PROVIDERS = ["bicubic", "zssr", "mzsr1", "mzsr10"]
 
@@ -53,11 +60,6 @@ def case():
     return hr, degrade(hr, KERNEL, 2, "direct")
 
 
-def _sync():
-    if ON_CUDA:
-        torch.cuda.synchronize()
-
-
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_vs_zssr(benchmark, case, provider):
     hr, lr = case
@@ -68,8 +70,8 @@ def test_vs_zssr(benchmark, case, provider):
         cfg = ZSSRConfig(max_iters=ZSSR_ITERS)
 
         def fn():
-            sr, info = zssr_upscale(lr, 2, KERNEL, cfg, device=DEV, progress=False, seed=0, return_info=True)
-            out["info"] = info
+            sr, info, curve = zssr_with_curve(lr, hr, 2, KERNEL, cfg, DEV, 0, CURVE)
+            out["info"], out["curve"] = info, curve
             return sr
 
         rounds = 1
@@ -85,15 +87,22 @@ def test_vs_zssr(benchmark, case, provider):
 
     def run():
         out["sr"] = fn()
-        _sync()
+        H.sync()
 
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
     sr = out["sr"]
-    extra = dict(provider=provider, device=DEV, lr_size=list(lr.shape[:2]), setting="g^d_2.0",
+    extra = dict(device=DEV, lr_size=list(lr.shape[:2]), setting="g^d_2.0",
                  psnr=psnr_y(sr, hr, 2), ssim=ssim_y(sr, hr, 2))
     if provider == "zssr":
         info = out["info"]
         extra.update(zssr_max_iters=ZSSR_ITERS, zssr_iterations=info["iterations"], zssr_lr_changes=info["lr_changes"],
                      zssr_truncated=info["iterations"] >= ZSSR_ITERS and ZSSR_ITERS < 3000)
-    benchmark.extra_info.update(extra)
-    print(f"{provider}: PSNR {extra['psnr']:.2f} dB, SSIM {extra['ssim']:.4f}")
+    metrics = {"psnr_y": (extra.pop("psnr"), "dB"), "ssim_y": (extra.pop("ssim"), "1")}
+    H.record(benchmark, "quality/vs_zssr", provider, f"bird{SIZE}", metrics=metrics, **extra)
+    if provider == "zssr" and getattr(benchmark, "stats", None):  # the curve: (training s, PSNR) per checkpoint
+        for c in out["curve"]:
+            H.RECORDS.append(("quality/vs_zssr/zssr_curve/seconds", f"zssr@{c['iteration']}", f"bird{SIZE}", "s",
+                              [c["seconds"]]))
+            H.RECORDS.append(("quality/vs_zssr/zssr_curve/psnr_y", f"zssr@{c['iteration']}", f"bird{SIZE}", "dB",
+                              [c["psnr"]]))
+    print(f"{provider}: PSNR {metrics['psnr_y'][0]:.2f} dB, SSIM {metrics['ssim_y'][0]:.4f}")

@@ -1,7 +1,7 @@
 """Reproducer: a CUDA op given a weight whose Cin does not match the input must raise a
 RuntimeError (seen on an H100, 2026-11-26: the process died with SIGSEGV instead, in
 tests/test_cuda_backend.py::test_argument_checks).  Run it alone, or under cuda-gdb for a
-backtrace:  cuda-gdb -q -batch -ex run -ex bt --args python3 benchmarks/cuda_argcheck_repro.py"""
+backtrace:  cuda-gdb -q -batch -ex run -ex bt --args python3 scripts/cuda_argcheck_repro.py"""
 import sys
 
 import torch

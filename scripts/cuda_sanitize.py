@@ -1,8 +1,8 @@
 """One small adaptation through the cuda backend (eager ops, no CUDA graphs) for
 compute-sanitizer, e.g.::
 
-    compute-sanitizer --tool memcheck  --error-exitcode 1 python3 benchmarks/cuda_sanitize.py
-    compute-sanitizer --tool racecheck --error-exitcode 1 python3 benchmarks/cuda_sanitize.py --precisions tf32,bf16
+    compute-sanitizer --tool memcheck  --error-exitcode 1 python3 scripts/cuda_sanitize.py
+    compute-sanitizer --tool racecheck --error-exitcode 1 python3 scripts/cuda_sanitize.py --precisions tf32,bf16
 
 Runs every precision (the fp32 SIMT kernels, and the TF32 / bf16 tensor-core kernels on
 the 64-channel layers) on a (1, 3, 37, 29) input -- sizes that are not multiples of any
