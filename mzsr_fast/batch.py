@@ -159,7 +159,8 @@ def upscale_one(path, output, *, scale: int = 2, kernel=None, hr=None, force: bo
     (``ValueError`` naming it, ``OSError``...); :func:`upscale_files` turns those into
     ``"failed"`` results.  Every check (output path, inputs, ground-truth size) runs before
     the computation; the write is atomic.  ``kernel`` is used unless a kernel file sits
-    beside the image (:func:`kernel_beside`).  ``options`` go to ``adapt_and_upscale``."""
+    beside the image (:func:`kernel_beside`).  ``progress`` (bars over the tiles of a large
+    image) and ``options`` go to ``adapt_and_upscale``."""
     import numpy as np
 
     import mzsr_fast
@@ -189,9 +190,8 @@ def upscale_one(path, output, *, scale: int = 2, kernel=None, hr=None, force: bo
         if hr_arr.shape[:2] != want:
             raise ValueError(f"--hr {hr_path} is {hr_arr.shape[0]}x{hr_arr.shape[1]} (cropped to a multiple of "
                              f"{scale}), the result will be {want[0]}x{want[1]}")
-    if progress is not None and "progress" in _api_params():
-        options["progress"] = progress
-    sr, info = mzsr_fast.adapt_and_upscale(img, scale=scale, kernel=k, return_info=True, **options)
+    sr, info = mzsr_fast.adapt_and_upscale(img, scale=scale, kernel=k, return_info=True, progress=progress,
+                                           **options)
     mio.save_image(sr, output, force=force, protect=protect)
     res.out_size, res.info = sr.size, info
     if hr_arr is not None:
@@ -204,19 +204,6 @@ def upscale_one(path, output, *, scale: int = 2, kernel=None, hr=None, force: bo
         res.bicubic_psnr, res.bicubic_ssim = metrics.psnr_y(bic, hr_arr, scale), metrics.ssim_y(bic, hr_arr, scale)
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _api_params() -> Sequence[str]:
-    # adapt_and_upscale gains `progress=` (tiles of a large image) in the API redesign;
-    # passed on only where the installed API has it
-    import inspect
-
-    import mzsr_fast
-
-    try:
-        return tuple(inspect.signature(mzsr_fast.adapt_and_upscale).parameters)
-    except (TypeError, ValueError):
-        return ()
 
 
 def _one_line(e: BaseException) -> str:

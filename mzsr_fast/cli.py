@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--kernel", default=None,
                    help=".mat (key 'kernel') or .npy blur kernel; none = bicubic. A kernel file beside an "
                         "image (img.npy, img_kernel.npy, img.mat, img_kernel.mat) is used for that image instead")
-    u.add_argument("--steps", type=int, default=10)
+    u.add_argument("--steps", type=int, default=10, help="SGD steps of adaptation per image (default 10)")
     u.add_argument("--subsampling", default="direct", choices=["direct", "bicubic"])
     u.add_argument("--hr", default=None,
                    help="ground truth: print PSNR/SSIM against it (a file; for a folder of inputs, a folder "
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory budget, e.g. 4GiB or 2e9 (default: half of the free RAM / GPU memory); "
                         "larger images are processed in exact tiles")
     u.add_argument("--adapt-on", default="full", choices=["full", "crops"],
-                   help="adapt on the whole image (default) or on random crops (large images; see README)")
+                   help="adapt on the whole image (default) or on random crops (large images; see docs/api.md)")
     _common_model_args(u)
     u.set_defaults(func=_cmd_upscale)
 
