@@ -17,7 +17,7 @@ import glob as _glob
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 from .progress import ProgressArg, check_progress, make_progress
 
@@ -76,15 +76,21 @@ def expand_inputs(inputs) -> list[tuple[Path, str | None]]:
     with 'image file not found').  A pattern matching nothing is one entry with its
     problem.  Duplicates (the same file twice) are dropped.
     """
+    return [(p, prob) for p, prob, _ in _expand(inputs)]
+
+
+def _expand(inputs) -> list[tuple[Path, str | None, bool]]:
+    """:func:`expand_inputs` with a third field: whether the file was named itself (not
+    found in a folder or by a pattern)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     out, seen = [], set()
 
-    def add(p: Path, problem=None):
+    def add(p: Path, problem=None, named=False):
         key = os.path.realpath(p) if problem is None else ("?", str(p))
         if key not in seen:
             seen.add(key)
-            out.append((p, problem))
+            out.append((p, problem, named))
 
     for item in inputs:
         p = Path(item)
@@ -99,7 +105,7 @@ def expand_inputs(inputs) -> list[tuple[Path, str | None]]:
             for f in files:
                 add(f)
         else:
-            add(p)
+            add(p, named=True)
     return out
 
 
@@ -271,31 +277,44 @@ def upscale_files(
         raise ValueError(f"--hr {hr} not found")
     if kernel is not None:
         mio.load_kernel(kernel)  # a bad --kernel is one error now, not one failure per file
-    entries = expand_inputs(inputs)
+    entries = _expand(inputs)
     if not entries:
-        raise ValueError(f"no input files in {', '.join(map(str, [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs))}")
+        given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        raise ValueError(f"no input files in {', '.join(map(str, given))}")
     if hr is not None and Path(hr).is_file() and len(entries) > 1:
         raise ValueError(f"--hr {hr} is one file but there are {len(entries)} inputs (give a folder)")
 
-    # plan every output first: its own input, another input, or another job's output
+    # plan every output first.  An output that is its own input: refused (a ValueError, the
+    # user's folder choice).  A file found in a folder or by a pattern that is the output of
+    # another input: an earlier run's result (suffix into the input folder), not an input.
+    # An output that is a file named as an input: that writer fails, the input is kept.
+    # Two inputs with the same output: the second fails.
+    outputs = {}
+    for p, prob, _ in entries:
+        if prob is None:
+            o = out_dir / _output_name(p, suffix, ext)
+            if os.path.realpath(o) == os.path.realpath(p):
+                raise ValueError(f"output {o} would overwrite its input: give another output folder or a --suffix")
+            outputs.setdefault(os.path.realpath(o), p)
+    named = {os.path.realpath(p) for p, prob, is_named in entries if prob is None and is_named}
     jobs: list[tuple[Path, Path | None, str | None]] = []
-    planned: dict[str, Path] = {}
-    for p, prob in entries:
+    taken: dict[str, Path] = {}
+    for p, prob, is_named in entries:
         if prob is not None:
             jobs.append((p, None, prob))
             continue
+        rp = os.path.realpath(p)
+        if not is_named and outputs.get(rp, p) != p:
+            continue  # an earlier run's output of another input
         o = out_dir / _output_name(p, suffix, ext)
         ro = os.path.realpath(o)
-        if ro == os.path.realpath(p):
-            raise ValueError(f"output {o} would overwrite its input: give another output folder or a --suffix")
-        if ro in planned:
-            jobs.append((p, o, f"same output {o.name} as {planned[ro]}"))
-            continue
-        planned[ro] = p
-        jobs.append((p, o, None))
-    # outputs of this run found among the inputs (a second run into the input folder with a
-    # suffix): not inputs
-    jobs = [j for j in jobs if not (j[2] is None and planned.get(os.path.realpath(j[0]), j[0]) != j[0])]
+        if ro in named:
+            jobs.append((p, o, f"its output {o} is also an input of this run"))
+        elif ro in taken:
+            jobs.append((p, o, f"same output {o.name} as {taken[ro]}"))
+        else:
+            taken[ro] = p
+            jobs.append((p, o, None))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     results: list[FileResult] = []

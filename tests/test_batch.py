@@ -174,6 +174,19 @@ def test_upscale_files_results_and_hr(tmp_path, weights):
     assert res[2].psnr is None
 
 
+def test_an_output_that_is_a_named_input(tmp_path, photos, weights):
+    """A file named as an input is never overwritten by another input's output: that writer
+    fails; the same file found in a folder is taken as an earlier run's output instead."""
+    o = tmp_path / "o"
+    o.mkdir()
+    _png(o / "a_s.png")
+    before = (o / "a_s.png").read_bytes()
+    res = mzsr_fast.upscale_files([photos / "a.png", o / "a_s.png"], o, suffix="_s", progress=False, **_opts(weights))
+    assert [(r.path.name, r.status) for r in res] == [("a.png", "failed"), ("a_s.png", "done")]
+    assert "also an input" in res[0].reason and (o / "a_s.png").read_bytes() == before
+    assert (o / "a_s_s.png").exists()
+
+
 def test_upscale_files_bad_arguments(tmp_path, photos, weights):
     f = tmp_path / "file.png"
     f.write_bytes(b"x")

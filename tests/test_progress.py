@@ -135,7 +135,8 @@ def test_nothing_extra_when_not_a_terminal(work):
     _check_stdout(work)
     err = err.decode()
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"mzsr-fast upscale: failed {work / 'in' / 'c.png'}: cannot read"), err
+    want = f"mzsr-fast upscale: failed {work / 'in' / 'c.png'}: cannot read"
+    assert len(lines) == 1 and lines[0].startswith(want), err
     assert "\r" not in err and "it/s" not in err and "ZSSR" not in err and "pretrain" not in err
 
 

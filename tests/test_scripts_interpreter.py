@@ -39,7 +39,8 @@ def _bare_pythons(text: str) -> list[str]:
 
 
 def _shell_scripts():
-    files = sorted(glob.glob(os.path.join(REPO, "scripts", "*.sh")) + glob.glob(os.path.join(REPO, "benchmarks", "*.sh")))
+    files = sorted(glob.glob(os.path.join(REPO, "scripts", "*.sh"))
+                   + glob.glob(os.path.join(REPO, "benchmarks", "*.sh")))
     ci = os.path.join(REPO, ".ci", "run")
     return files + ([ci] if os.path.exists(ci) else [])
 
