@@ -136,3 +136,26 @@ def test_python_blocks_run(tmp_path):
     results = json.loads((tmp_path / "blocks.json.out").read_text())
     failed = [f"{b['where']}:\n{err}" for b, err in zip(blocks, results) if err is not None]
     assert not failed, "\n\n".join(failed)
+
+
+@pytest.mark.parametrize("name", ["adapt_and_upscale", "upscale_files"])
+def test_documented_signatures_match_the_code(name):
+    """docs/api.md's signature line lists the function's parameters, in order, with their
+    defaults (a parameter added to the code and not to the docs fails this)."""
+    import inspect
+
+    import mzsr_fast
+
+    text = open(os.path.join(REPO, "docs", "api.md")).read()
+    m = re.search(rf"^`mzsr_fast\.{name}\((.*)\)`$", text, re.M)
+    assert m, f"docs/api.md has no signature line for {name}"
+    doc = [a.strip() for a in m.group(1).split(",") if a.strip() not in ("*", "")]
+    code = []
+    for p in inspect.signature(getattr(mzsr_fast, name)).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            code.append(f"**{p.name}")
+        elif p.default is p.empty:
+            code.append(p.name)
+        else:
+            code.append(f"{p.name}={p.default!r}".replace("'", '"'))
+    assert doc == code
