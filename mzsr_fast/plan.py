@@ -74,7 +74,7 @@ class Plan:
     adapt_mode: str  # "none" | "whole" | "tiled" | "crops"
     adapt_tile: tuple[int, int] | None  # tiles, or the crop size
     adapt_tiles: int  # tiles per step (crops: 0)
-    adapt_batch: int  # regions per region_grads call (crops go in batches)
+    adapt_batch: int  # regions per masked be.grads call (crops go in batches)
     adapt_bytes: int
     upscale_tile: tuple[int, int] | None
     upscale_tiles: int

@@ -194,3 +194,19 @@ def test_adapt_and_upscale_is_short():
 @pytest.mark.parametrize("phase", PHASES)
 def test_phase_modules_exist(phase):
     assert os.path.isfile(os.path.join(os.path.dirname(ROOT), *phase.split(".")) + ".py")
+
+
+#: each phase of a call: (module, function) -- docs/architecture.md must name both
+PHASE_FUNCTIONS = [("options", "Options"), ("io", "to_internal"), ("plan", "plan"), ("prep", "make_inputs"),
+                   ("run", "run"), ("run", "adapt"), ("run", "adapt_tiled"), ("run", "adapt_on_crops"),
+                   ("run", "upscale"), ("io", "from_internal"), ("api", "adapt_and_upscale"),
+                   ("chain", "forward"), ("chain", "grads")]
+
+
+@pytest.mark.parametrize("mod,fn", PHASE_FUNCTIONS)
+def test_docs_name_every_phase(mod, fn):
+    import importlib
+
+    assert callable(getattr(importlib.import_module(f"mzsr_fast.{mod}"), fn))
+    doc = open(os.path.join(os.path.dirname(ROOT), "docs", "architecture.md")).read()
+    assert f"{mod}.py" in doc and fn in doc, f"docs/architecture.md does not name {mod}.py / {fn}"

@@ -174,3 +174,83 @@ def test_backend_instances_keyed_by_env_switches(monkeypatch):
     monkeypatch.setenv("MZSR_TEST_SWITCH", "b")
     b1 = api.backend_instance("reference", dev, "fp32")
     assert a1 is a2 and b1 is not a1
+
+
+# ----------------------------------------------------------------------------- graphed GPU base
+def test_bounded_cache_lru_and_evict_hook():
+    from mzsr_fast.backends.graphed import BoundedCache
+
+    dropped = []
+    c = BoundedCache(limit=2, on_evict=lambda k, v: dropped.append(k))
+    c.put("a", 1), c.put("b", 2)
+    assert c.get("a") == 1  # a is now the most recent
+    c.put("c", 3)
+    assert list(c) == ["a", "c"] and dropped == ["b"] and c.get("b") is None
+
+
+def test_env_switch_names(monkeypatch):
+    from mzsr_fast.backends.graphed import env_switch, max_graphs
+
+    for v in ("MZSR_FAST_CUDA_GRAPHS", "MZSR_CUDA_GRAPHS", "MZSR_FAST_MAX_GRAPHS", "MZSR_CUDA_MAX_GRAPHS"):
+        monkeypatch.delenv(v, raising=False)
+    assert env_switch("CUDA_GRAPHS", "MZSR_CUDA_GRAPHS", "1") == "1"
+    monkeypatch.setenv("MZSR_CUDA_GRAPHS", "0")  # the legacy name still works
+    assert env_switch("CUDA_GRAPHS", "MZSR_CUDA_GRAPHS", "1") == "0"
+    monkeypatch.setenv("MZSR_FAST_CUDA_GRAPHS", "1")  # the MZSR_FAST_ name wins
+    assert env_switch("CUDA_GRAPHS", "MZSR_CUDA_GRAPHS", "1") == "1"
+    assert max_graphs() == 8
+    monkeypatch.setenv("MZSR_CUDA_MAX_GRAPHS", "3")
+    assert max_graphs() == 3
+    monkeypatch.setenv("MZSR_FAST_MAX_GRAPHS", "0")
+    assert max_graphs() == 1
+    monkeypatch.setenv("MZSR_FAST_MAX_GRAPHS", "x")
+    with pytest.raises(ValueError, match="MZSR_FAST_MAX_GRAPHS"):
+        max_graphs()
+
+
+def test_gpu_backends_share_the_graphed_base():
+    from mzsr_fast.backends.cuda import CudaBackend
+    from mzsr_fast.backends.graphed import GraphedBackend
+    from mzsr_fast.backends.triton import TritonBackend
+
+    assert issubclass(CudaBackend, GraphedBackend) and issubclass(TritonBackend, GraphedBackend)
+    assert "fallback" in TritonBackend.masked_grads and "fallback" not in CudaBackend.masked_grads
+
+
+def test_graphed_weight_cache_restores_the_same_weights():
+    """prepare() with the same weight tensors restores the device copy kept at the first
+    prepare (after an adaptation changed it); an in-place edit of the weights is seen."""
+    ok, why = backends.available("cpu")["triton"]
+    if not ok:
+        pytest.skip(f"triton backend not runnable here: {why}")
+    x, t, p = _inputs("cpu", 5, 4)
+    b = backends.get("triton", "cpu")
+    b.prepare(p, x.shape)
+    first = b.params()
+    b.step(x, t, 0.05)
+    assert any(not torch.equal(first[k], v) for k, v in b.params().items())
+    b.prepare(p, x.shape)
+    assert b._pcache is not None and all(torch.equal(first[k], v) for k, v in b.params().items())
+    with torch.no_grad():
+        p["layers.0.bias"].add_(1.0)  # version counter moves: the cache must not answer
+    b.prepare(p, x.shape)
+    torch.testing.assert_close(b.params()["layers.0.bias"], p["layers.0.bias"])
+
+
+def test_cuda_variant_as_a_factory_option(monkeypatch):
+    """The kernel variant of the cuda backend is a constructor option with the environment
+    switch as its default (the same parsing: kernel_precision)."""
+    from mzsr_fast.backends.cuda import kernel_precision
+
+    monkeypatch.setenv("MZSR_FAST_CUDA_VARIANT", "2")
+    assert kernel_precision("bf16") == ("bf16:2", 2)
+    assert kernel_precision("bf16", {"MZSR_FAST_CUDA_VARIANT": "3"}) == ("bf16:3", 3)
+    with pytest.raises(ValueError, match="0, 1, 2 or 3"):
+        kernel_precision("fp32", {"MZSR_FAST_CUDA_VARIANT": "7"})
+    # construction only (no kernel runs): the availability check is bypassed on this CPU
+    from mzsr_fast.backends.cuda import CudaBackend
+
+    monkeypatch.setattr(CudaBackend, "available", classmethod(lambda cls, d: (True, "")))
+    assert CudaBackend("cpu", "bf16").variant == 2  # the switch
+    b = CudaBackend("cpu", "bf16", variant=3, use_graphs=False)
+    assert (b.variant, b._kprec, b.use_graphs) == (3, "bf16:3", False)

@@ -28,8 +28,9 @@ except with kernel variant 3 in bf16 (``MZSR_FAST_CUDA_VARIANT=3``), which store
 64-channel activations and their gradients as bf16.
 
 The learning rates of a schedule and the losses live in device tensors, so one captured
-graph replays any schedule of the same length.  ``use_graphs=False`` (or
-``MZSR_CUDA_GRAPHS=0``) runs the same ops eagerly.
+graph replays any schedule of the same length (graphs and the weight copy: the shared
+:class:`~mzsr_fast.backends.graphed.GraphedBackend`).  ``use_graphs=False`` (or
+``MZSR_FAST_CUDA_GRAPHS=0``, legacy ``MZSR_CUDA_GRAPHS=0``) runs the same ops eagerly.
 """
 from __future__ import annotations
 
@@ -39,22 +40,11 @@ from typing import Mapping, Sequence
 import torch
 
 from .. import _ext, chain, model, nvtx
-from .base import Backend, capture_graph
+from .graphed import GraphedBackend, env_switch
 
 __all__ = ["CudaBackend"]
 
 _OPS = ("conv3x3_fwd", "cuda_adapt", "cuda_net_forward", "cuda_net_grads", "cuda_adapt_step")
-#: captured graphs kept per kind (adapt / upscale); each holds a private memory pool, so
-#: the oldest is dropped beyond this (images of many sizes in one process)
-_MAX_GRAPHS = int(os.environ.get("MZSR_CUDA_MAX_GRAPHS", "8"))
-
-
-def _remember(cache: dict, key, ent) -> None:
-    cache[key] = ent
-    while len(cache) > max(1, _MAX_GRAPHS):
-        cache.pop(next(iter(cache)))
-
-
 def _ops():
     return torch.ops.mzsr_fast
 
@@ -78,10 +68,12 @@ def kernel_precision(precision: str, env=None) -> tuple[str, int]:
     return (precision if variant == "0" else f"{precision}:{variant}"), int(variant)
 
 
-class CudaBackend(Backend):
-    """Hand-written CUDA kernels + CUDA graphs.  ``use_graphs`` (default: on unless
-    ``MZSR_CUDA_GRAPHS=0``) selects graph replay for ``adapt`` and ``upscale``.
-    ``MZSR_FAST_CUDA_VARIANT`` (0, 1, 2 or 3; default 0) picks the conv kernel variant
+class CudaBackend(GraphedBackend):
+    """Hand-written CUDA kernels + CUDA graphs; factory options (``backends.get("cuda",
+    ..., use_graphs=..., variant=...)``) or their environment switches.  ``use_graphs``
+    (default: on unless ``MZSR_FAST_CUDA_GRAPHS=0``, legacy ``MZSR_CUDA_GRAPHS=0``) selects
+    graph replay for ``adapt`` and ``upscale``.  ``variant`` (default
+    ``MZSR_FAST_CUDA_VARIANT``: 0, 1, 2 or 3; unset 0) picks the conv kernel variant
     (csrc/cuda/mzsr_cuda.h ``mzsr_conv3x3_pick``): 1 the tensor-core kernel's 4x2 warp
     layout, 2 the halo-tile bf16 kernel and the thin 3-channel kernels (conv3x3_halo.cu),
     3 the same kernels with the 64-channel activations and gradients stored as bf16
@@ -92,22 +84,20 @@ class CudaBackend(Backend):
     precisions = ("fp32", "tf32", "bf16")
     env_switches = ("MZSR_FAST_CUDA_VARIANT",)
 
-    def __init__(self, device="cuda", precision="fp32", use_graphs: bool | None = None):
+    def __init__(self, device="cuda", precision="fp32", use_graphs: bool | None = None, variant: int | None = None):
         super().__init__(device, precision)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         if use_graphs is None:
-            use_graphs = os.environ.get("MZSR_CUDA_GRAPHS", "1") != "0"
+            use_graphs = env_switch("CUDA_GRAPHS", "MZSR_CUDA_GRAPHS", "1") != "0"
         self.use_graphs = bool(use_graphs)
         self._names: list[str] = []
         self._flat: torch.Tensor | None = None
         self._plist: list[torch.Tensor] = []
-        self._pcache = None
-        self._graphs: dict[tuple, tuple] = {}
-        self._fgraphs: dict[tuple, tuple] = {}
         self._lr1 = torch.zeros((), dtype=torch.float32, device=self.device)
         #: the precision string of the torch ops: "bf16", or "bf16:2" with a kernel variant
-        self._kprec, self.variant = kernel_precision(self.precision)
+        env = None if variant is None else {"MZSR_FAST_CUDA_VARIANT": str(variant)}
+        self._kprec, self.variant = kernel_precision(self.precision, env)
 
     # ------------------------------------------------------------------ discovery
     @classmethod
@@ -146,20 +136,17 @@ class CudaBackend(Backend):
                 self._plist.append(self._flat[o:o + n].view(params[k].shape))
                 o += n
             self._names = list(names)
-            self._graphs.clear()
-            self._fgraphs.clear()
-            self._pcache = None
-        # The API passes the same (cached) weights for every image: keep a device copy and
-        # restore it with one device-to-device copy.  The key keeps the tensors alive (ids
-        # cannot be reused) and includes their version counters (in-place edits).
-        key = tuple((k, id(v), v._version, v.data_ptr(), str(v.device), v.dtype) for k, v in sorted(params.items()))
+            self._forget()
+        # the same (cached) weights for every image: one device copy (GraphedBackend)
+        if self._restore_weights(params):
+            return
         with torch.no_grad():
-            if self._pcache is not None and self._pcache[0] == key:
-                self._flat.copy_(self._pcache[2])
-                return
             for k, p in zip(names, self._plist):
                 p.copy_(params[k].detach().to(self.device, torch.float32))
-            self._pcache = (key, dict(params), self._flat.clone())
+        self._remember_weights(params)
+
+    def _flats(self):
+        return (self._flat,)
 
     def params(self) -> dict[str, torch.Tensor]:
         self._check_prepared()
@@ -197,8 +184,7 @@ class CudaBackend(Backend):
             def body():
                 sy.copy_(_ops().cuda_net_forward(self._plist, _nhwc(sx), self._kprec).permute(0, 3, 1, 2))
 
-            ent = (self._capture(body), sx, sy)
-            _remember(self._fgraphs, key, ent)
+            ent = self._fgraphs.put(key, (self._capture(body), sx, sy))
         graph, sx, sy = ent
         with nvtx.range("mzsr/cuda/upscale"):
             sx.copy_(x)
@@ -254,8 +240,7 @@ class CudaBackend(Backend):
                 scratch = [p.clone() for p in self._plist]
                 _ops().cuda_adapt(scratch, _nhwc(sx), _nhwc(st), torch.zeros_like(lrs), self._kprec)
 
-            ent = (self._capture(body, warm), sx, st, lrs, losses)
-            _remember(self._graphs, key, ent)
+            ent = self._graphs.put(key, (self._capture(body, warm), sx, st, lrs, losses))
         graph, sx, st, lrs, losses = ent
         with nvtx.range("mzsr/cuda/adapt"):
             sx.copy_(x)
@@ -263,11 +248,6 @@ class CudaBackend(Backend):
             lrs.copy_(sched)
             graph.replay()
             return losses.clone()
-
-    def _capture(self, body, warm=None) -> "torch.cuda.CUDAGraph":
-        """Capture ``body`` after one eager run of ``warm`` (default ``body``) on a side
-        stream (module loading and allocator warm-up must not happen during capture)."""
-        return capture_graph(self.device, body, warm)[0]
 
     def describe(self) -> str:
         mode = "graphs" if self.use_graphs else "eager"

@@ -17,7 +17,7 @@ B for TF32 wgmma) and ``(3, 3, Cin, Cout)`` for the input gradient (bf16 in the 
 path).  The learning rates of a schedule and the losses of the steps live in device
 tensors, so a captured graph replays any schedule and the losses are read once at the end.
 
-Knobs (environment): ``MZSR_TRITON_GRAPHS=0`` (eager), ``MZSR_TRITON_AUTOTUNE=0`` (first
+Knobs (environment): ``MZSR_FAST_TRITON_GRAPHS=0`` (legacy ``MZSR_TRITON_GRAPHS=0``; eager), ``MZSR_TRITON_AUTOTUNE=0`` (first
 config of each candidate list, no tuning), ``MZSR_TRITON_WGRAD_ROW3=0`` (one-tap-per-program
 weight gradient).  ``python -m mzsr_fast.backends.triton`` times it against cuDNN.
 
@@ -35,13 +35,13 @@ import torch
 
 from .. import model
 from .. import nvtx
-from .base import Backend, capture_graph
+from .graphed import BoundedCache, GraphedBackend, env_switch
 
 from .triton_buffers import _CH, _LAYOUT, _NL, _AdaptPlan, _FwdPlan, _Params, _kernels  # noqa: F401
 
 __all__ = ["TritonBackend", "warmup"]
 
-class TritonBackend(Backend):
+class TritonBackend(GraphedBackend):
     """Fused Triton kernels + CUDA graphs.  Options: ``use_graphs`` (default: on for CUDA
     unless ``MZSR_TRITON_GRAPHS=0``), ``fuse_update`` (eager path: apply SGD inside the
     gradient reductions instead of one update kernel after the backward)."""
@@ -54,7 +54,7 @@ class TritonBackend(Backend):
                  fuse_update: bool = False):
         super().__init__(device, precision)
         if use_graphs is None:
-            use_graphs = os.environ.get("MZSR_TRITON_GRAPHS", "1") != "0"
+            use_graphs = env_switch("TRITON_GRAPHS", "MZSR_TRITON_GRAPHS", "1") != "0"
         self.use_graphs = bool(use_graphs) and self.device.type == "cuda"
         self.fuse_update = bool(fuse_update)
         self._flat = torch.zeros(_LAYOUT.total, dtype=torch.float32, device=self.device)
@@ -66,11 +66,10 @@ class TritonBackend(Backend):
         self._g = _Params(self._gflat)
         self._has_bias = True
         self._prepared = False
-        self._pcache = None
-        self._plans: dict[tuple, _AdaptPlan] = {}
-        self._fplans: dict[tuple, _FwdPlan] = {}
-        self._graphs: dict[tuple, tuple] = {}
-        self._fgraphs: dict[tuple, torch.cuda.CUDAGraph] = {}
+        # per-shape buffers, bounded like the graphs; a graph replays on its shape's buffers,
+        # so dropping the buffers drops the graphs captured on them
+        self._plans = BoundedCache(on_evict=lambda shape, _: self._drop_graphs(self._graphs, lambda k: k[0] == shape))
+        self._fplans = BoundedCache(on_evict=lambda shape, _: self._drop_graphs(self._fgraphs, lambda k: k == shape))
         self._lr1 = torch.zeros(1, dtype=torch.float32, device=self.device)
         self._loss1 = torch.zeros(1, dtype=torch.float32, device=self.device)
 
@@ -106,15 +105,8 @@ class TritonBackend(Backend):
             raise ValueError(f"params must have exactly the keys {sorted(want)}; got {sorted(params)}")
         if len(shape) != 4 or shape[1] != 3:
             raise ValueError(f"shape must be (N, 3, H, W), got {tuple(shape)}")
-        # The API passes the same (cached) weight tensors for every image: keep their packed
-        # copy on the device and restore it with one device copy instead of 16 host->device
-        # copies + re-layouts.  The key holds references to the tensors (so their ids cannot
-        # be reused) and their version counters (in-place edits invalidate it).
-        key = tuple((k, id(v), v._version, v.data_ptr(), str(v.device), v.dtype) for k, v in sorted(params.items()))
-        if self._pcache is not None and self._pcache[0] == key:
-            self._flat.copy_(self._pcache[2])
-            self._tflat.copy_(self._pcache[3])
-            self._dflat.copy_(self._pcache[4])
+        # the same (cached) weights for every image: one device copy (GraphedBackend)
+        if self._restore_weights(params):
             self._has_bias = has_bias
             self._prepared = True
             return
@@ -135,7 +127,15 @@ class TritonBackend(Backend):
             self._p.refresh_copies()
         self._has_bias = has_bias
         self._prepared = True
-        self._pcache = (key, dict(params), self._flat.clone(), self._tflat.clone(), self._dflat.clone())
+        self._remember_weights(params)
+
+    def _flats(self):
+        return (self._flat, self._tflat, self._dflat)
+
+    @staticmethod
+    def _drop_graphs(cache, which) -> None:
+        for k in [k for k in cache if which(k)]:
+            del cache[k]
 
     def params(self) -> dict[str, torch.Tensor]:
         self._check_prepared()
@@ -158,15 +158,11 @@ class TritonBackend(Backend):
     # ------------------------------------------------------------------ plans
     def _plan(self, shape) -> _AdaptPlan:
         key = tuple(shape)
-        if key not in self._plans:
-            self._plans[key] = _AdaptPlan(key, self.device, self.precision)
-        return self._plans[key]
+        return self._plans.get(key) or self._plans.put(key, _AdaptPlan(key, self.device, self.precision))
 
     def _fplan(self, shape) -> _FwdPlan:
         key = tuple(shape)
-        if key not in self._fplans:
-            self._fplans[key] = _FwdPlan(key, self.device, self.precision)
-        return self._fplans[key]
+        return self._fplans.get(key) or self._fplans.put(key, _FwdPlan(key, self.device, self.precision))
 
     # ------------------------------------------------------------------ kernel sequences
     def _run_forward(self, fp: _FwdPlan, P: _Params) -> None:
@@ -243,7 +239,7 @@ class TritonBackend(Backend):
         graph = self._fgraphs.get(key)
         if graph is None:
             graph = self._capture(lambda: self._run_forward(fp, self._p), warm=lambda: self._run_forward(fp, self._p))
-            self._fgraphs[key] = graph
+            self._fgraphs.put(key, graph)
         with nvtx.range("mzsr/upscale/graph"):
             graph.replay()
         return fp.y.permute(0, 3, 1, 2).contiguous()
@@ -314,8 +310,7 @@ class TritonBackend(Backend):
                 for i in range(k):
                     self._run_step(pl, self._p, lrs, i, losses, i, mode="fused", ranges=False)
 
-            ent = [self._capture(body, warm), lrs, losses, None]
-            self._graphs[key] = ent
+            ent = self._graphs.put(key, [self._capture(body, warm), lrs, losses, None])
         graph, lrs, losses, last = ent
         sched_key = tuple(sched.tolist())
         if sched_key != last:  # the usual case repeats one schedule: skip the H2D copy
@@ -324,9 +319,6 @@ class TritonBackend(Backend):
         with nvtx.range(f"mzsr/adapt/graph_k{k}"):
             graph.replay()
         return losses.clone()
-
-    def _capture(self, body, warm) -> "torch.cuda.CUDAGraph":
-        return capture_graph(self.device, body, warm)[0]
 
     def warmup(self, shape: Sequence[int], steps: int = 0, upscale_shape: Sequence[int] | None = None) -> None:
         """Compile/autotune (and on CUDA capture) for adaptation inputs of ``shape`` and
