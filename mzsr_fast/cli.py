@@ -76,13 +76,13 @@ def _cmd_upscale(a) -> int:
         if r.status == "skipped":
             print(f"skipped {r.path}: {r.reason} (--skip-existing)")
             return 0
-        _print_done(r, a.steps, detail=True)
+        _print_done(r, a.steps, a.scale, detail=True)
         print(f"wrote {r.output}")
         return 0
 
     def report(r) -> None:
         if r.status == "done":
-            _print_done(r, a.steps, detail=False)
+            _print_done(r, a.steps, a.scale, detail=False)
         elif r.status == "skipped":
             _emit(f"skipped {r.path}: {r.reason} (--skip-existing)")
         else:
@@ -101,7 +101,7 @@ def _cmd_upscale(a) -> int:
     return 2 if all(r.exception is None or isinstance(r.exception, bad_input) for r in failed) else 1
 
 
-def _print_done(r, steps: int, detail: bool) -> None:
+def _print_done(r, steps: int, scale: int, detail: bool) -> None:
     info = r.info or {}
     t = info.get("times", {})
     line = f"{r.path if not detail else r.path.name}"
@@ -114,7 +114,7 @@ def _print_done(r, steps: int, detail: bool) -> None:
     if r.kernel is not None:
         line += f", kernel {r.kernel.name}"
     if r.psnr is not None and detail:
-        line += (f"\nPSNR/SSIM (Y, shave {r.out_size[0] // r.size[0]}): MZSR({steps}) {r.psnr:.2f} dB / "
+        line += (f"\nPSNR/SSIM (Y, shave {scale}): MZSR({steps}) {r.psnr:.2f} dB / "
                  f"{r.ssim:.4f}   bicubic {r.bicubic_psnr:.2f} dB / {r.bicubic_ssim:.4f}")
     elif r.psnr is not None:
         line += f", PSNR {r.psnr:.2f} dB (bicubic {r.bicubic_psnr:.2f})"
