@@ -7,6 +7,7 @@ Options: ``--results-csv PATH`` (default ``benchmarks/results/<machine>.csv``),
 from __future__ import annotations
 
 import datetime
+import os
 
 
 def pytest_addoption(parser):
@@ -14,6 +15,13 @@ def pytest_addoption(parser):
     g.addoption("--results-csv", default=None, help="results table to append to (default: "
                 "benchmarks/results/<machine>.csv)")
     g.addoption("--no-results-csv", action="store_true", help="do not append rows to a results table")
+
+
+_LOAD: list[float] = []
+
+
+def pytest_sessionstart(session):
+    _LOAD.append(os.getloadavg()[0])
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -31,7 +39,10 @@ def pytest_sessionfinish(session, exitstatus):
         return
     path = session.config.getoption("results_csv") or harness.results_csv()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    rows = harness.aggregate(harness.RECORDS, date, harness.git_commit(), "pytest " + " ".join(session.config.args))
+    # the 1-minute load average at the start and the end: a shared machine's numbers need it
+    load = f"; load {_LOAD[0] if _LOAD else float('nan'):.1f} -> {os.getloadavg()[0]:.1f}"
+    rows = harness.aggregate(harness.RECORDS, date, harness.git_commit(),
+                             "pytest " + " ".join(session.config.args) + load)
     harness.append_rows(path, rows)
     harness.RECORDS.clear()
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
