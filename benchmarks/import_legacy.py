@@ -1,8 +1,9 @@
 """One-off import (2026-12-04) of the measurements made before the results tables existed,
 so that nothing measured is lost: the H100 runs' JSONs (benchmarks/results/gpu_20261126_h100*)
-into ``h100.csv``, and the numbers that source comments quoted (csrc/cpu, the 2-core AMD
-EPYC Zen 4 dev VM of 2026-11-26) into ``cpu-amd-epyc-2c.csv``.  Each row's ``source`` names
-the file it came from.  Refuses to run when a target table already has imported rows.
+into ``h100.csv``; the numbers that source comments quoted (csrc/cpu, the 2-core AMD EPYC
+Zen 4 dev VM of 2026-11-26) and bench_cpu.py's interleaved whole-call runs on that VM into
+``cpu-amd-epyc-2c.csv``.  Each row's ``source`` names the file it came from; rows already
+in a table are not added again.
 
     python -m benchmarks.import_legacy
 """
@@ -88,6 +89,30 @@ def from_quality_json(path: str) -> list[dict]:
     return out
 
 
+#: bench_cpu.py's interleaved whole-call providers -> the harness's
+_CPU_PROVIDERS = {"cpu": "cpu_fp32", "cpu_bf16": "cpu_bf16", "cpu_direct": "cpu_fp32:direct",
+                  "module_sgd": "module_sgd_fp32", "module_sgd_cl": "module_sgd_fp32+channels_last",
+                  "reference": "reference_fp32", "reference_channels_last": "reference_fp32+channels_last"}
+
+
+def from_cpu_interleaved(path: str) -> list[dict]:
+    """bench_cpu.py's interleaved runs (adapt_and_upscale(steps=10) on Set5 baby, round-robin)
+    on the 2-core AMD EPYC VM -> rows (median / min / max over the rounds' wall seconds).
+    ``cpu_fp32:direct``: Winograd off (the direct kernels only)."""
+    d = json.load(open(path))
+    runs = [d[k] for k in ("one_thread", "two_threads") if k in d] or [d]
+    out = []
+    for r in runs:
+        m = r.get("machine")
+        date = m["date_utc"] if isinstance(m, dict) else r["date_utc"][:16]
+        src = f"{os.path.relpath(path, H.ROOT)} (interleaved, {r['threads']} thread(s))"
+        for prov, ws in r["wall_s"].items():
+            ws = sorted(ws)
+            out.append(_row(date, "unknown", "e2e/adapt_and_upscale_steps10", _CPU_PROVIDERS[prov], "baby",
+                            ws[len(ws) // 2], ws[0], ws[-1], "s", src))
+    return out
+
+
 #: numbers that were quoted in source comments (moved here; the comment points to the row).
 #: Measured 2026-11-26 on one core of the 2-core AMD EPYC (Zen 4) dev VM, shared with other
 #: jobs; single values (median = min = max) unless a range was given.
@@ -139,14 +164,15 @@ def main() -> int:
                 gpu += from_ratio_json(f)
             elif base == "quality.json":
                 gpu += from_quality_json(f)
-    for path, rows in ((os.path.join(res, "h100.csv"), gpu), (os.path.join(res, "cpu-amd-epyc-2c.csv"),
-                                                               cpu_comment_rows())):
-        if os.path.exists(path) and any("comment (moved" in r["source"] or "gpu_20261126" in r["source"]
-                                        for r in H.read_rows(path)):
-            print(f"{path}: already imported, nothing done")
-            continue
-        H.append_rows(path, rows)
-        print(f"{path}: {len(rows)} rows")
+    cpu = cpu_comment_rows()
+    for f in ("cpu_2026-11-26_interleaved.json", "cpu_winograd_2026-11-26.json", "cpu_final_2026-11-26.json"):
+        cpu += from_cpu_interleaved(os.path.join(res, f))
+    for path, rows in ((os.path.join(res, "h100.csv"), gpu), (os.path.join(res, "cpu-amd-epyc-2c.csv"), cpu)):
+        key = lambda r: (r["date"], r["benchmark"], r["provider"], str(r["size"]), r["source"])  # noqa: E731
+        have = {key(r) for r in H.read_rows(path)} if os.path.exists(path) else set()
+        new = [r for r in rows if key(r) not in have]  # idempotent: a second run adds nothing
+        H.append_rows(path, new)
+        print(f"{path}: {len(new)} rows added ({len(rows) - len(new)} already there)")
     return 0
 
 
