@@ -159,3 +159,21 @@ def test_documented_signatures_match_the_code(name):
         else:
             code.append(f"{p.name}={p.default!r}".replace("'", '"'))
     assert doc == code
+
+
+_REPO_PATH = re.compile(r"`((?:mzsr_fast|benchmarks|scripts|tests|csrc|kernels|runs|docs)/[^`\s]*)`")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_named_repo_paths_exist(page):
+    """A path of this repository written in backticks (`mzsr_fast/plan.py`,
+    `benchmarks/results/...json`) exists: the docs follow files that move."""
+    text = open(page).read()
+    bad = []
+    for m in _REPO_PATH.finditer(text):
+        path = m.group(1).split("::")[0].rstrip(",.;:)")
+        if re.search(r"[*<>{}$]|\.\.\.", path):  # patterns and placeholders
+            continue
+        if not os.path.exists(os.path.join(REPO, path)):
+            bad.append(path)
+    assert not bad, f"{_rel(page)} names missing paths: {sorted(set(bad))}"
