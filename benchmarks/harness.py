@@ -280,7 +280,8 @@ def record(benchmark, name: str, provider: str, size, unit: str = "s", scale: fl
     ``1 / calls_per_round``) as ``name`` / ``provider`` / ``size`` for the results table,
     and put the same keys (plus ``extra``) into pytest-benchmark's ``extra_info``.
     ``metrics``: ``{metric: (value, unit)}`` recorded as rows ``name/metric`` (e.g. a PSNR).
-    ``flops``: work of one timed call; ``extra_info["gflops_per_s"]`` from the median.  Nothing is recorded when benchmarking is disabled (``--benchmark-disable``)."""
+    ``flops``: work of one timed call; ``extra_info["gflops_per_s"]`` from the median.
+    Nothing is recorded when benchmarking is disabled (``--benchmark-disable``)."""
     benchmark.extra_info.update(benchmark=name, provider=provider, size=str(size), **extra)
     for m, (v, u) in (metrics or {}).items():
         benchmark.extra_info[m] = v

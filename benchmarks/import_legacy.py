@@ -39,7 +39,8 @@ def from_pytest_json(path: str) -> list[dict]:
         e, s = b["extra_info"], b["stats"]
         name = b["name"]
         if name.startswith("test_step["):
-            out.append(_row(date, commit, "ops/step", e["provider"], e["size"], s["median"], s["min"], s["max"], "s", src))
+            out.append(_row(date, commit, "ops/step", e["provider"], e["size"], s["median"], s["min"], s["max"], "s",
+                            src))
         elif name.startswith("test_adapt_and_upscale["):
             out.append(_row(date, commit, f"e2e/adapt_and_upscale_steps{e['steps']}", e["provider"], e["size"],
                             s["median"], s["min"], s["max"], "s", src + " (not interleaved)"))
@@ -58,7 +59,8 @@ def from_ratio_json(path: str) -> list[dict]:
     out = []
     for key, v in d["summary"].items():
         name, prec, graph, *var = key.split("/")
-        prov = f"{name}_{prec}" + (f":{var[0]}" if var and var[0] != "0" else "") + ("" if graph == "1" else "+noprepgraph")
+        prov = (f"{name}_{prec}" + (f":{var[0]}" if var and var[0] != "0" else "")
+                + ("" if graph == "1" else "+noprepgraph"))
         out.append(_row(d["date_utc"], "unknown", f"e2e/adapt_and_upscale_steps{d['steps']}", prov,
                         d["image"].removesuffix(".png"), v["median_ms"] / 1e3, v["min_ms"] / 1e3, v["max_ms"] / 1e3,
                         "s", src))

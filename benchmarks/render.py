@@ -4,8 +4,8 @@
     python -m benchmarks.render [--readme README.md] [--check]
 
 Headline table: per machine, the latest whole-call rows (``e2e/adapt_and_upscale_steps10``)
-per (provider, size), of those the fastest precision of each backend per size: median seconds, min-max, and the speed-up over the reference
-backend's median measured in the same run (same date and commit), with the date, commit and
+per (provider, size), of those the fastest precision of each backend per size: median
+seconds, min-max, and the speed-up over the reference backend's median measured in the same run (same date and commit), with the date, commit and
 table they come from.  It replaces what lies between ``<!-- results:start -->`` and
 ``<!-- results:end -->`` in the README (a missing marker is an error, nothing is written).
 Plots: ``benchmarks/results/<machine>_e2e.png`` (median seconds per provider and size, log

@@ -160,7 +160,8 @@ def test_e2e_session_writes_interleaved_rows(tmp_path):
                MZSR_BENCH_ROUNDS="2", OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     env.pop("TRITON_INTERPRET", None)  # the test session's; the harness skips triton on the CPU anyway
     r = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/e2e", "--benchmark-only", "-v", "-rs",
-                        "-p", "no:cacheprovider", "--results-csv", str(out), "-k", "reference or cpu_fp32 or cuda or triton"],
+                        "-p", "no:cacheprovider", "--results-csv", str(out),
+                        "-k", "reference or cpu_fp32 or cuda or triton"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     ran = [ln.split("[")[1].split("]")[0] for ln in r.stdout.splitlines() if "PASSED" in ln]

@@ -29,7 +29,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from benchmarks import harness as H
