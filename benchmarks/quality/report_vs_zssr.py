@@ -344,7 +344,7 @@ def write_plot(res: dict, path: Path) -> None:
         ax.plot([c["seconds"] for c in zc] + [res["mean"]["zssr"]["seconds"]],
                 [c["psnr"] for c in zc] + [res["mean"]["zssr"]["psnr"]], color="tab:red", lw=1, marker=".",
                 label="ZSSR during training (no ensemble), then final")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     ax.set_xscale("log")
     ax.set_xlabel("wall time per image (s, log scale)")
     ax.set_ylabel("PSNR on Y (dB)")
