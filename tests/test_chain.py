@@ -12,9 +12,16 @@ import torch
 from mzsr_fast import backends, chain, model
 from mzsr_fast import reference as R
 
-#: max |backend - chain| / max |chain| per tensor; fp32 at float32 rounding, tf32 / bf16 as
-#: tests/test_backends.py (measured there)
+#: max |backend - chain| / max |chain| per tensor; fp32 at float32 rounding; tf32 / bf16 as
+#: tests/test_backends.py (measured there, on its inputs).  In tf32 / bf16 the L1 loss's
+#: gradient sign(out - target) flips wherever |out - target| is below the precision, so the
+#: error depends on the inputs: on these (seed 3) an H200 measured (2026-12-04) up to 0.21
+#: for cuDNN's own bf16 (reference backend), 0.31 triton bf16, 0.18 cuda bf16, 0.12-0.13
+#: triton / cuda tf32.  So in tf32 / bf16 a backend is held to twice the reference backend's
+#: error at the same precision on the same inputs (and at least TOL); an indexing bug is O(1).
 TOL = {"fp32": 2e-4, "tf32": 5e-2, "bf16": 6e-2}
+#: the reference backend's own tf32 / bf16 gradients against the float64 chain (sanity bound)
+REF_LOOSE = 0.5
 
 
 def _inputs(h, w, seed=0, n=1, dtype=torch.float64):
@@ -36,15 +43,19 @@ def chain_grads(p, x, t, box=None, numel=None):
     return loss, chain.grads_dict(g, list(p64))
 
 
-def mismatch(got: dict, want: dict, tol: float) -> list[str]:
-    """One line per parameter whose max |got - want| / max |want| exceeds tol."""
-    bad = []
+def rel_errors(got: dict, want: dict) -> dict[str, float]:
+    """max |got - want| / max |want| per parameter."""
+    out = {}
     for k in want:
         a, b = got[k].double().cpu(), want[k].double().cpu()
-        err = float((a - b).abs().max()) / max(float(b.abs().max()), 1e-12)
-        if not err <= tol:
-            bad.append(f"{k}: max |diff| / max |chain| = {err:.3g} > {tol}")
-    return bad
+        out[k] = float((a - b).abs().max()) / max(float(b.abs().max()), 1e-12)
+    return out
+
+
+def mismatch(got: dict, want: dict, tol: float) -> list[str]:
+    """One line per parameter whose max |got - want| / max |want| exceeds tol."""
+    return [f"{k}: max |diff| / max |chain| = {e:.3g} > {tol:.3g}" for k, e in rel_errors(got, want).items()
+            if not e <= tol]
 
 
 def _autograd(p, x, t, box=None, numel=None):
@@ -141,16 +152,30 @@ def test_backend_grads_match_the_chain(name, device, precision):
     b = _backend(name, device, precision)
     b.prepare({k: v.to(device) for k, v in p.items()}, x.shape)
     tol = TOL[precision]
-    loss, g = b.grads(x.to(device), t.to(device))
     l0, g0 = chain_grads(p, x, t)
-    assert abs(float(loss) - float(l0)) <= tol * float(l0), (float(loss), float(l0))
+    if precision != "fp32":  # calibrated by cuDNN's own error at this precision (TOL's comment)
+        if name == "reference":
+            tol = REF_LOOSE
+        else:
+            ref = backends.get("reference", device, precision)
+            ref.prepare({k: v.to(device) for k, v in p.items()}, x.shape)
+            tol = max(tol, 2 * max(rel_errors(ref.grads(x.to(device), t.to(device))[1], g0).values()))
+    loss, g = b.grads(x.to(device), t.to(device))
+    assert abs(float(loss) - float(l0)) <= TOL[precision] * float(l0), (float(loss), float(l0))
     assert set(g) == set(g0)
     assert not (m := mismatch(g, g0, tol)), f"{b.describe()} whole-image grads vs the chain:\n" + "\n".join(m)
     box = (1, h - 2, 2, w - 1)
-    # masked gradients are float32 on every backend (TF32 convs where precision == "tf32")
-    mtol = TOL["tf32"] if precision == "tf32" else TOL["fp32"]
-    loss, g = b.grads(x.to(device), t.to(device), box, 4 * t.numel())
+    # masked gradients are float32 on every backend (TF32 convs where precision == "tf32":
+    # calibrated as above; H200 2026-12-04: 0.08 for the reference ops in TF32)
+    mtol = TOL["fp32"]
     l0, g0 = chain_grads(p, x, t, box, 4 * t.numel())
-    assert abs(float(loss) - float(l0)) <= mtol * float(l0)
+    if precision == "tf32":
+        if name == "reference":
+            mtol = REF_LOOSE
+        else:
+            mref = ref.grads(x.to(device), t.to(device), box, 4 * t.numel())[1]
+            mtol = max(TOL["tf32"], 2 * max(rel_errors(mref, g0).values()))
+    loss, g = b.grads(x.to(device), t.to(device), box, 4 * t.numel())
+    assert abs(float(loss) - float(l0)) <= max(mtol, TOL[precision]) * float(l0)
     assert not (m := mismatch(g, g0, mtol)), (f"{b.describe()} masked grads ({b.masked_grads}) vs the chain:\n"
                                               + "\n".join(m))
