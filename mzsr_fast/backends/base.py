@@ -67,6 +67,10 @@ class Backend(abc.ABC):
         b.prepare(params, son_up.shape)        # copies params: the caller's are never touched
         losses = b.adapt(son_up, lr_img, schedule)   # k SGD steps, (k,) float32 losses
         sr = b.upscale(lr_up)                   # forward of the adapted net (any size)
+
+    Tiled / crop adaptation (:mod:`mzsr_fast.run`) instead sums ``b.grads(region, target
+    region, box, numel)`` over the regions of a step and applies ``b.apply_grads(g, lr)``.
+    Backends are made by the one factory, :func:`mzsr_fast.backends.get`.
     """
 
     name: ClassVar[str] = "base"
