@@ -101,6 +101,7 @@ def self_ensemble(
     bp_iters: int = 10,
     align: bool = True,
     progress=None,
+    first: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``predict`` in 8 rot90 x mirror frames (1 if not ``flips``), undo each frame,
     back-project each ``bp_iters`` times, per-pixel median, back-project ``bp_iters`` more
@@ -109,12 +110,13 @@ def self_ensemble(
     predict: frame LR ``(1, 3, h, w)`` -> frame SR ``(1, 3, s h, s w)`` (clipped).
     lr: ``(1, 3, H, W)`` float32.  Returns ``(1, 3, sH, sW)`` float32 in [0, 1].
     ``align`` shifts outputs of axis-reversed frames back (see :func:`frame_shift`);
-    ``progress``: anything with ``update(1)``, called once per frame.
+    ``progress``: anything with ``update(1)``, called once per frame; ``first``: the
+    prediction of frame 0 (the identity) if it is already made.
     """
     sub = subsampling if kernel is not None else "bicubic"
     outs = []
     for k in range(0, 8 if flips else 1):
-        y = predict(frame(lr, k))
+        y = first if k == 0 and first is not None else predict(frame(lr, k))
         if align:
             y = shift(y, *frame_shift(k, scale, sub))
         y = back_project(unframe(y, k), lr, kernel, scale, sub, bp_iters)

@@ -7,8 +7,10 @@ Tiles and crops are exact (:mod:`mzsr_fast.tiles`): each step sums the masked gr
 (``backend.apply_grads``); a tiled upscale makes ``lr_up`` per tile
 (:func:`mzsr_fast.prep.upsampled_region`) and writes the output in place.
 
-:func:`upscale` takes the adapted backend and the LR image: the place where test-time
-ensembles and back-projection go.
+:func:`upscale` takes the adapted backend and the LR image; :func:`refine` then applies the
+test-time options to its output: the 8-frame self-ensemble (each frame upscaled by the same
+adapted backend) and back-projection with the image's own degradation
+(:mod:`mzsr_fast.refine`).
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from . import prep
 from .degradation import imresize
 from .plan import Plan
 from .progress import ProgressArg, make_progress
+from .refine import back_project, self_ensemble
 from .tiles import Tile, make_tile, region_shape, tiles
 
-__all__ = ["run", "adapt", "adapt_tiled", "adapt_on_crops", "upscale", "tiled_forward"]
+__all__ = ["run", "adapt", "adapt_tiled", "adapt_on_crops", "upscale", "refine", "tiled_forward"]
 
 
 # ----------------------------------------------------------------------------- adaptation
@@ -155,6 +158,24 @@ def upscale(be, lr: torch.Tensor, scale: int, tile=None, lr_up: torch.Tensor | N
     return out
 
 
+# ----------------------------------------------------------------------------- refine
+def refine(be, lr: torch.Tensor, sr: torch.Tensor, kernel: np.ndarray | None, scale: int, subsampling: str, *,
+           tile=None, ensemble: bool = False, back_projection: int = 0, progress: ProgressArg = False) -> torch.Tensor:
+    """The test-time options on an upscale ``sr`` of ``lr`` (``(1, 3, h, w)`` /
+    ``(1, 3, s h, s w)`` float32 in [0, 1]): with ``ensemble``, the per-pixel median of the
+    8 rot90 x mirror frames (each upscaled by the adapted ``be``, ``tile`` as the upscale;
+    direct subsampling's frame shift undone; ``sr`` is frame 0), then ``back_projection``
+    rounds of ``sr += imresize(lr - degrade(sr))`` with the image's own kernel and
+    subsampling (bicubic when ``kernel`` is None).  Returns a new tensor (``sr`` itself
+    when both are off).  Progress: one unit per frame, shown for a tiled upscale only."""
+    if ensemble:
+        with make_progress(8, "ensemble", progress if tile is not None else False, unit="frame") as bar:
+            sr = self_ensemble(lambda f: upscale(be, f, scale, tile=tile), lr, scale, kernel, subsampling,
+                               bp_iters=0, first=sr, progress=bar)
+    sub = subsampling if kernel is not None else "bicubic"
+    return back_project(sr, lr, kernel, scale, sub, back_projection)
+
+
 # ----------------------------------------------------------------------------- one call
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -163,11 +184,12 @@ def _sync(device: torch.device) -> None:
 
 def run(be, params: dict, xs: Sequence[torch.Tensor], kernel: np.ndarray | None, scale: int, subsampling: str,
         schedule: Sequence[float], plan: Plan, *, crop_size: int = 128, n_crops: int = 16, crop_seed: int = 0,
-        lr_search: bool = False, timed: bool = False, progress: ProgressArg = None) -> dict:
+        lr_search: bool = False, timed: bool = False, progress: ProgressArg = None, ensemble: bool = False,
+        back_projection: int = 0) -> dict:
     """Each LR image ``x`` of ``xs`` (``(1, 3, h, w)`` float32 on the device) through one pass:
     inputs -> ``be.prepare(params)`` -> adaptation (``schedule``; with ``lr_search`` the
     first step's rate is chosen between ``schedule[0]`` and half of it by the training-pair
-    loss after that step) -> upscale.
+    loss after that step) -> upscale -> :func:`refine` (``ensemble``, ``back_projection``).
 
     Returns ``{"outs": [sr (1, 3, sh, sw) in [0, 1]], "losses": [(k,) losses], "searches":
     [...], "times": {phase: s}}``.  ``timed``: sync the device at each phase boundary so
@@ -176,7 +198,7 @@ def run(be, params: dict, xs: Sequence[torch.Tensor], kernel: np.ndarray | None,
     crops = dict(crop_size=crop_size, n_crops=n_crops, seed=crop_seed, progress=progress)
     steps = len(schedule)
     outs, all_losses, searches = [], [], []
-    times = {"degrade": 0.0, "prepare": 0.0, "adapt": 0.0, "upscale": 0.0}
+    times = {"degrade": 0.0, "prepare": 0.0, "adapt": 0.0, "upscale": 0.0, "refine": 0.0}
     for x in xs:
         dev = x.device
         t = time.perf_counter()
@@ -207,11 +229,16 @@ def run(be, params: dict, xs: Sequence[torch.Tensor], kernel: np.ndarray | None,
         t3 = time.perf_counter()
         sr = upscale(be, x, scale, tile=plan.upscale_tile, lr_up=lr_up, progress=progress)  # clamped to [0, 1]
         del lr_up
+        sync(dev)
+        t35 = time.perf_counter()
+        sr = refine(be, x, sr, kernel, scale, subsampling, tile=plan.upscale_tile, ensemble=ensemble,
+                    back_projection=back_projection, progress=progress)
         if plan.tiled:  # a large image: the backend's kept scratch would sit under the conversion
             be.release_workspace()
         sync(dev)
         t4 = time.perf_counter()
-        for k, v in (("degrade", t1 - t), ("prepare", t2 - t1), ("adapt", t3 - t2), ("upscale", t4 - t3)):
+        for k, v in (("degrade", t1 - t), ("prepare", t2 - t1), ("adapt", t3 - t2), ("upscale", t35 - t3),
+                     ("refine", t4 - t35)):
             times[k] += v
         outs.append(sr)
         all_losses.append(losses)
