@@ -84,10 +84,15 @@ def test_makefile_recipes_use_the_venv():
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_cuda_check_passes_the_venv_python():
-    r = subprocess.run(["make", "-n", "cuda-check"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # run under `make test` too: a sub-make inherits MAKEFLAGS/MAKELEVEL and would print
+    # "make[1]: Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    r = subprocess.run(["make", "-n", "--no-print-directory", "cuda-check"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
-    last = r.stdout.strip().splitlines()[-1]
-    assert last == f"PYTHON={os.path.join(REPO, '.venv', 'bin', 'python')} bash scripts/cuda_check.sh", last
+    lines = [line for line in r.stdout.splitlines() if "cuda_check.sh" in line]
+    want = f"PYTHON={os.path.join(REPO, '.venv', 'bin', 'python')} bash scripts/cuda_check.sh"
+    assert lines == [want], r.stdout
 
 
 def test_tests_use_sys_executable():
