@@ -67,7 +67,7 @@ def load_or_create(folder: Path, preset: str | None) -> dict:
         raise SystemExit(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     p = PRESETS[preset]
     init = model.WEIGHTS_DIR / p["init"]
-    cfg = {"preset": preset, "init": str(init), "init_sha256": model._sha256(init), "meta_args": list(p["meta_args"]),
+    cfg = {"preset": preset, "init": p["init"], "init_sha256": model._sha256(init), "meta_args": list(p["meta_args"]),
            "val_every": p["val_every"], "val_suite": p["val_suite"],
            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,10 @@ def load_or_create(folder: Path, preset: str | None) -> dict:
 
 def meta_argv(cfg: dict, folder: Path, a) -> list[str]:
     """The ``meta-train`` command line of one session of the campaign."""
-    argv = list(cfg["meta_args"]) + ["--out", str(folder), "--resume", "--init", cfg["init"],
+    init = Path(cfg["init"])
+    if not init.is_absolute():  # a shipped file, by name: the folder moves between machines
+        init = model.WEIGHTS_DIR / init
+    argv = list(cfg["meta_args"]) + ["--out", str(folder), "--resume", "--init", str(init),
                                      "--val-every", str(cfg["val_every"]), "--val-suite", cfg["val_suite"],
                                      "--threads", str(a.threads), "--time-budget", str(a.time_budget),
                                      "--ckpt-every", str(a.ckpt_every), "--ckpt-every-s", str(a.ckpt_every_s),
