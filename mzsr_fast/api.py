@@ -15,6 +15,7 @@ import time
 from typing import Callable, Sequence
 
 from . import io as _io
+from . import kernel_estimate as _estimate
 from . import options as _options
 from . import plan as _plan
 from . import run as _run
@@ -22,6 +23,16 @@ from .options import Options, default_lr_schedule, load_params, resolve_device
 from .progress import ProgressArg
 
 __all__ = ["adapt_and_upscale", "default_lr_schedule", "resolve_device", "load_params", "Options"]
+
+
+def _estimated(xs, opts: Options, weights, backend: str):
+    """``kernel="estimate"``: the kernel of the one image in ``xs`` from the image itself
+    (:func:`mzsr_fast.kernel_estimate.estimate_kernel`), then used as if given."""
+    if len(xs) != 1:
+        raise ValueError(f'kernel="estimate" takes one image per call, got a batch of {len(xs)}')
+    opts.check_image(*xs[0].shape[-2:], None)
+    return _estimate.estimate_kernel(xs[0], opts.scale, opts.subsampling, weights=weights, backend=backend,
+                                     device=opts.device)
 
 
 def adapt_and_upscale(
@@ -59,6 +70,10 @@ def adapt_and_upscale(
         kernel: the blur kernel of the image (odd-sided 2-D array/tensor, or a path to
             ``.mat`` with key ``kernel`` or ``.npy``); normalised to sum 1.  ``None`` means
             bicubic degradation (no blur, MATLAB bicubic downscaling), whatever ``subsampling``.
+            ``"estimate"``: estimated from the image itself (an isotropic Gaussian,
+            :func:`mzsr_fast.kernel_estimate.estimate_kernel`, about 1.5x the time of
+            ``steps=10``; one image per call); returned in ``info["kernel"]``
+            (docs/kernel_estimation.md: its accuracy, measured).
         steps: SGD steps of adaptation (0 = plain forward of the weights); ``None``: 10, or
             the ``quality`` preset's.
         subsampling: ``"direct"`` (``[0::s]``) or ``"bicubic"``: how the son is made.
@@ -112,10 +127,12 @@ def adapt_and_upscale(
                    crop_size=crop_size, n_crops=n_crops, crop_seed=crop_seed, lr_search=lr_search, progress=progress,
                    ensemble=ensemble, back_projection=back_projection, quality=quality)
     steps = opts.steps
-    k = _io.load_kernel(kernel)
-    sub_eff = subsampling if k is not None else "bicubic"
+    estimate = isinstance(kernel, str) and kernel == "estimate"
+    k = None if estimate else _io.load_kernel(kernel)
     xs, meta = _io.to_internal(image, opts.device)
     h, w = xs[0].shape[-2:]
+    k, est = _estimated(xs, opts, weights, backend) if estimate else (k, None)
+    sub_eff = subsampling if k is not None else "bicubic"
     opts.check_image(h, w, k)
     params, wdesc = load_params(weights, scale, sub_eff if weights is None else subsampling)
     sched = _options.schedule(lr_schedule, steps, _options.recommended_schedule(wdesc))
@@ -145,12 +162,15 @@ def adapt_and_upscale(
         "weights": wdesc,
         "subsampling": sub_eff,
         "lr_schedule": sched,
+        "kernel": k,
+        "kernel_estimate": est,
         "quality": quality,
         "ensemble": opts.ensemble,
         "back_projection": opts.back_projection,
         "lr_search": (searches[0] if len(searches) == 1 else searches) if searches else None,
         "losses": losses[0] if len(losses) == 1 else losses,
-        "times": {"setup": t_setup, **r["times"], "total": time.perf_counter() - t0},
+        "times": {"setup": t_setup, "estimate": est["time"] if est else 0.0, **r["times"],
+                  "total": time.perf_counter() - t0},
         "tiling": tiling,
     }
     return result, info

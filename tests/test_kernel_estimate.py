@@ -116,3 +116,21 @@ def test_bad_images():
         estimate_kernel(torch.full((1, 3, 32, 32), 2.0), **KW)
     with pytest.raises(TypeError):
         estimate_kernel("not an image", **KW)
+
+
+def test_api_kernel_estimate(hr):
+    """adapt_and_upscale(kernel="estimate") runs the estimate, then adapts with it as if given:
+    the result equals a call with that kernel; info holds the kernel and the estimate."""
+    lr = degrade(hr[:96, :96], gaussian_kernel(KERNEL_SIZE, 1.5), 2, "direct")
+    sr, info = adapt_and_upscale(lr, kernel="estimate", steps=1, return_info=True, **KW)
+    k = info["kernel"]
+    assert k.shape == (KERNEL_SIZE, KERNEL_SIZE) and abs(k.sum() - 1) < 1e-9
+    assert info["kernel_estimate"]["evals"] >= 6 and info["times"]["estimate"] > 0
+    est, _ = estimate_kernel(lr, **KW)
+    np.testing.assert_array_equal(k, est)  # the API's estimate is the function's, default options
+    np.testing.assert_array_equal(sr, adapt_and_upscale(lr, kernel=est, steps=1, **KW))
+    x = torch.from_numpy(np.stack([lr, lr])).permute(0, 3, 1, 2).float() / 255
+    with pytest.raises(ValueError, match="one image per call"):
+        adapt_and_upscale(x, kernel="estimate", steps=1, **KW)
+    with pytest.raises(ValueError):
+        adapt_and_upscale(lr, kernel="estimated", steps=1, **KW)  # a typo is not a kernel file
