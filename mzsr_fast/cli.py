@@ -66,7 +66,8 @@ def _cmd_upscale(a) -> int:
         inputs, out = inputs[:1], inputs[1]
     progress = False if a.quiet else None
     options = dict(steps=a.steps, subsampling=a.subsampling, weights=a.weights, backend=a.backend, device=a.device,
-                   precision=a.precision, max_memory=a.max_memory, adapt_on=a.adapt_on, lr_search=a.lr_search)
+                   precision=a.precision, max_memory=a.max_memory, adapt_on=a.adapt_on, lr_search=a.lr_search,
+                   quality=a.quality, ensemble=a.ensemble, back_projection=a.back_projection)
     if _is_single(inputs, out):
         # one file: any problem is the command's error (one line, exit 2 or 1; see main)
         if a.suffix or a.ext:
@@ -76,13 +77,13 @@ def _cmd_upscale(a) -> int:
         if r.status == "skipped":
             print(f"skipped {r.path}: {r.reason} (--skip-existing)")
             return 0
-        _print_done(r, a.steps, a.scale, detail=True)
+        _print_done(r, a.scale, detail=True)
         print(f"wrote {r.output}")
         return 0
 
     def report(r) -> None:
         if r.status == "done":
-            _print_done(r, a.steps, a.scale, detail=False)
+            _print_done(r, a.scale, detail=False)
         elif r.status == "skipped":
             _emit(f"skipped {r.path}: {r.reason} (--skip-existing)")
         else:
@@ -101,15 +102,16 @@ def _cmd_upscale(a) -> int:
     return 2 if all(r.exception is None or isinstance(r.exception, bad_input) for r in failed) else 1
 
 
-def _print_done(r, steps: int, scale: int, detail: bool) -> None:
+def _print_done(r, scale: int, detail: bool) -> None:
     info = r.info or {}
     t = info.get("times", {})
+    steps = len(info.get("lr_schedule", ()))  # what ran: --steps, or the --quality preset's
     line = f"{r.path if not detail else r.path.name}"
     line += f" -> {r.output}" if not detail else ""
     line += f": {r.size[0]}x{r.size[1]} -> {r.out_size[0]}x{r.out_size[1]} in {r.seconds:.3f} s"
     if detail:
-        line += (f" (adapt {t.get('adapt', float('nan')):.3f} s, upscale {t.get('upscale', float('nan')):.3f} s, "
-                 f"{steps} steps) backend {info.get('backend_detail', info.get('backend'))}, "
+        phases = ", ".join(f"{k} {t[k]:.3f} s" for k in ("adapt", "upscale", "refine") if k in t)
+        line += (f" ({phases}, {steps} steps) backend {info.get('backend_detail', info.get('backend'))}, "
                  f"weights {info.get('weights')}")
     if r.kernel is not None:
         line += f", kernel {r.kernel.name}"
@@ -265,7 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--kernel", default=None,
                    help=".mat (key 'kernel') or .npy blur kernel; none = bicubic. A kernel file beside an "
                         "image (img.npy, img_kernel.npy, img.mat, img_kernel.mat) is used for that image instead")
-    u.add_argument("--steps", type=int, default=10, help="SGD steps of adaptation per image (default 10)")
+    u.add_argument("--steps", type=int, default=None,
+                   help="SGD steps of adaptation per image (default 10, or the --quality preset's)")
+    u.add_argument("--quality", default=None, choices=["fast", "balanced", "best"],
+                   help="presets: fast (1 step + back-projection), balanced (10 steps + back-projection), "
+                        "best (10 steps, 8-frame ensemble, back-projection); explicit options override them")
+    u.add_argument("--ensemble", action="store_true", default=None,
+                   help="median of the 8 rot90 x mirror frames' upscales (8 upscales instead of 1)")
+    u.add_argument("--back-projection", type=int, default=None, metavar="N",
+                   help="rounds of back-projection with the image's own degradation after the upscale (0: off)")
     u.add_argument("--subsampling", default="direct", choices=["direct", "bicubic"])
     u.add_argument("--hr", default=None,
                    help="ground truth: print PSNR/SSIM against it (a file; for a folder of inputs, a folder "

@@ -113,3 +113,27 @@ def test_upscale_max_memory_and_crops(lr_png, weights, capsys):
     assert cli.main(["upscale", inp, str(lr_png / "e.png"), "--max-memory", "300KiB"] + base) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "too small" in err[0], err
+
+
+def test_upscale_quality_presets_and_overrides(lr_png, weights, capsys):
+    """--quality reaches the API (fast = 1 step + 20 rounds of back-projection: the same
+    file as those options given one by one), an explicit option overrides the preset, and
+    the line reports the steps that ran."""
+    base = ["--kernel", str(lr_png / "k.npy"), "--weights", weights, "--backend", "reference", "--device", "cpu", "-q"]
+    inp = str(lr_png / "lr.png")
+
+    def run(name, *opts):
+        assert cli.main(["upscale", inp, str(lr_png / name)] + list(opts) + base) == 0
+        return capsys.readouterr().out, np.asarray(Image.open(lr_png / name))
+
+    out, fast = run("f.png", "--quality", "fast")
+    assert "1 steps" in out, out
+    _, same = run("s.png", "--steps", "1", "--back-projection", "20")
+    _, plain = run("p.png", "--steps", "1", "--back-projection", "0")
+    assert np.array_equal(fast, same) and not np.array_equal(fast, plain)
+    out, over = run("o.png", "--quality", "fast", "--steps", "2", "--back-projection", "0")
+    _, two = run("t.png", "--steps", "2")
+    assert "2 steps" in out and np.array_equal(over, two)
+    with pytest.raises(SystemExit) as e:  # argparse: one line, exit 2
+        cli.main(["upscale", inp, str(lr_png / "i.png"), "--quality", "ultra"] + base)
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
