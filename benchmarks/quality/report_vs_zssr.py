@@ -82,6 +82,8 @@ def _label(key: str) -> str:
         return "Bicubic"
     if key == "zssr":
         return "ZSSR"
+    if key.startswith("quality_"):
+        return f'quality="{key[8:]}"'
     return f"MZSR({key[4:]})"
 
 
@@ -173,9 +175,10 @@ def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
     row["methods"]["bicubic"] = score(bic, time.perf_counter() - t)
     print(f"  {path.name}: bicubic {row['methods']['bicubic']['psnr']:.2f} dB", flush=True)
 
-    for k in a.steps:
-        run = lambda: adapt_and_upscale(lr, scale=s, kernel=kernel, steps=k, subsampling=sub,  # noqa: E731
-                                        weights=a.weights, backend=a.backend, device=a.device, return_info=True)
+    calls = [(f"mzsr{k}", dict(steps=k)) for k in a.steps] + [(f"quality_{q}", dict(quality=q)) for q in a.quality]
+    for key, kw in calls:
+        run = lambda: adapt_and_upscale(lr, scale=s, kernel=kernel, subsampling=sub,  # noqa: E731
+                                        weights=a.weights, backend=a.backend, device=a.device, return_info=True, **kw)
         run()  # warm-up: weights load, backend set-up, caches
         times, sr, info = [], None, None
         for _ in range(a.repeat):
@@ -184,11 +187,11 @@ def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
             sr, info = run()
             _sync(a.device)
             times.append(time.perf_counter() - t)
-        row["methods"][f"mzsr{k}"] = score(sr, statistics.median(times), times=times, backend=info["backend_detail"],
-                                           weights=info["weights"], best_shift=best_shift(sr))
-        save(sr, f"mzsr{k}")
-        m = row["methods"][f"mzsr{k}"]
-        print(f"  {path.name}: MZSR({k}) {m['psnr']:.2f} dB {m['seconds']:.3f} s", flush=True)
+        row["methods"][key] = score(sr, statistics.median(times), times=times, backend=info["backend_detail"],
+                                    weights=info["weights"], best_shift=best_shift(sr))
+        save(sr, key)
+        m = row["methods"][key]
+        print(f"  {path.name}: {_label(key)} {m['psnr']:.2f} dB {m['seconds']:.3f} s", flush=True)
 
     if a.reused_zssr and path.name in a.reused_zssr:
         row["methods"]["zssr"] = dict(a.reused_zssr[path.name], reused=True)
@@ -213,8 +216,9 @@ def summarize(res: dict) -> dict:
         for k in r["methods"]:
             if k not in keys:
                 keys.append(k)
-    order = ["bicubic"] + sorted([k for k in keys if k.startswith("mzsr")], key=lambda k: int(k[4:])) + (
-        ["zssr"] if "zssr" in keys else [])
+    presets = [q for q in ("fast", "balanced", "best") if f"quality_{q}" in keys]
+    order = ["bicubic"] + sorted([k for k in keys if k.startswith("mzsr")], key=lambda k: int(k[4:])) + [
+        f"quality_{q}" for q in presets] + (["zssr"] if "zssr" in keys else [])
     mean = {}
     for k in order:
         vals = [r["methods"][k] for r in res["rows"] if k in r["methods"]]
@@ -222,7 +226,8 @@ def summarize(res: dict) -> dict:
         mean[k]["n"] = len(vals)
     res["order"] = order
     res["mean"] = mean
-    mz = [(r["image"], v) for r in res["rows"] for k, v in r["methods"].items() if k.startswith("mzsr")]
+    mz = [(r["image"], v) for r in res["rows"] for k, v in r["methods"].items()
+          if k.startswith(("mzsr", "quality_"))]
     ws, bs = sorted({v["weights"] for _, v in mz}), sorted({v["backend"] for _, v in mz})
     if len(ws) > 1:  # the shipped default changed during the run: say which image used which
         res["mzsr_weights"] = "; ".join(f"{w} ({', '.join(sorted({i for i, v in mz if v['weights'] == w}))})"
@@ -245,6 +250,9 @@ def summarize(res: dict) -> dict:
             "per_image": ratios,
             "geomean": float(np.exp(np.mean(np.log(ratios)))) if ratios else None,
         }
+    if "zssr" in mean and "quality_best" in mean:
+        res["speed_ratio_zssr_over_best"] = mean["zssr"]["seconds"] / mean["quality_best"]["seconds"]
+        res["best_minus_zssr_psnr"] = mean["quality_best"]["psnr"] - mean["zssr"]["psnr"]
     return res
 
 
@@ -295,6 +303,9 @@ def write_md(res: dict, stem: Path) -> None:
                   + ", ".join(f"{x:.0f}x" for x in sr["per_image"]) + f"; geometric mean {sr['geomean']:.0f}x), "
                   f"at PSNR {res['mean']['zssr']['psnr']:.2f} dB (ZSSR) vs {res['mean']['mzsr10']['psnr']:.2f} dB "
                   "(MZSR(10))."]
+    if res.get("speed_ratio_zssr_over_best") is not None:
+        lines += ["", f'quality="best" against ZSSR: **{res["best_minus_zssr_psnr"]:+.2f} dB** in '
+                  f'**1/{res["speed_ratio_zssr_over_best"]:.0f}** of its time (means over the images).']
     if res.get("zssr_curve_mean"):
         lines += ["", "ZSSR during training, same run (plain network output, no self-ensemble; seconds of training "
                   "so far, scoring excluded; mean over the images):", "",
@@ -328,7 +339,8 @@ def write_plot(res: dict, path: Path) -> None:
         print("matplotlib not installed: no plot", flush=True)
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colors = {"bicubic": "tab:gray", "zssr": "tab:red"}
+    colors = {"bicubic": "tab:gray", "zssr": "tab:red", "quality_fast": "tab:green", "quality_balanced": "tab:green",
+              "quality_best": "tab:green"}
     for j, k in enumerate(res["order"]):
         v = res["mean"][k]
         c = colors.get(k, "tab:blue")
@@ -377,6 +389,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--steps", default="1,10,25,50", help="MZSR step counts (comma list)")
     ap.add_argument("--repeat", type=int, default=3, help="timed MZSR calls per step count (median)")
+    ap.add_argument("--quality", default="", help="also the adapt_and_upscale quality presets (comma list: "
+                    "fast,balanced,best)")
     ap.add_argument("--weights", default=None, help="MZSR weights (default: shipped)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -416,6 +430,7 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     a.steps = [int(x) for x in a.steps.split(",") if x.strip()]
+    a.quality = [q.strip() for q in a.quality.split(",") if q.strip()]
     a.zssr_curve = [int(x) for x in a.zssr_curve.split(",") if x.strip()]
     a.reused_zssr, reused_meta = {}, None
     if a.reuse_zssr_from:
