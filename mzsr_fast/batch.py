@@ -152,6 +152,14 @@ def _check_ext(ext) -> str | None:
     return e
 
 
+def _kernel_file(k) -> Path | None:
+    """``k`` as a file path, or ``None`` for arrays, ``None`` and ``"estimate"`` (the API's
+    blind estimate from each image)."""
+    if isinstance(k, (str, os.PathLike)) and str(k) != "estimate":
+        return Path(k)
+    return None
+
+
 def _output_name(image: Path, suffix: str, ext: str | None) -> str:
     from .io import SAVE_FORMATS
 
@@ -178,8 +186,8 @@ def upscale_one(path, output, *, scale: int = 2, kernel=None, hr=None, force: bo
     own = kernel_beside(path) if path.is_file() else None
     k = own if own is not None else kernel
     hr_path = _hr_for(path, hr)
-    res = FileResult(path, output, "done", kernel=Path(k) if isinstance(k, (str, os.PathLike)) else None)
-    protect = tuple(p for p in (path, hr_path, k if isinstance(k, (str, os.PathLike)) else None) if p is not None)
+    res = FileResult(path, output, "done", kernel=_kernel_file(k))
+    protect = tuple(p for p in (path, hr_path, _kernel_file(k)) if p is not None)
     if skip_existing and output.exists() and not output.is_dir():
         mio.check_output_path(output, force=True, protect=protect)  # still never "skips" onto an input
         res.status, res.reason = "skipped", f"{output} exists"
@@ -237,9 +245,10 @@ def upscale_files(
         inputs: a path, folder or glob pattern, or a sequence of them (see :func:`expand_inputs`).
         out_dir: the output folder (created with its parents).  Output names are
             ``<stem><suffix><ext>``.
-        scale, kernel: as :func:`mzsr_fast.adapt_and_upscale`; a kernel file beside an
-            image (``img.npy``, ``img_kernel.npy``, ``img.mat``, ``img_kernel.mat``) takes
-            precedence over ``kernel`` for that image.
+        scale, kernel: as :func:`mzsr_fast.adapt_and_upscale` (``kernel="estimate"``: a
+            blind estimate per image); a kernel file beside an image (``img.npy``,
+            ``img_kernel.npy``, ``img.mat``, ``img_kernel.mat``) takes precedence over
+            ``kernel`` for that image.
         hr: ground truth: a folder with files of the same names (or stems), or one file
             when there is one input; fills ``psnr``/``ssim`` of the results.
         suffix: added to each output's stem (default none: same name in another folder).
@@ -275,7 +284,7 @@ def upscale_files(
         raise ValueError(f"output {out_dir} is a file; with several inputs the output is a folder")
     if hr is not None and not Path(hr).exists():
         raise ValueError(f"--hr {hr} not found")
-    if kernel is not None:
+    if kernel is not None and not (isinstance(kernel, str) and kernel == "estimate"):
         mio.load_kernel(kernel)  # a bad --kernel is one error now, not one failure per file
     entries = _expand(inputs)
     if not entries:

@@ -115,6 +115,8 @@ def _print_done(r, scale: int, detail: bool) -> None:
                  f"weights {info.get('weights')}")
     if r.kernel is not None:
         line += f", kernel {r.kernel.name}"
+    elif info.get("kernel_estimate"):  # kernel="estimate": the Gaussian found for this image
+        line += f", kernel estimated (Gaussian variance {info['kernel_estimate']['var1']:.2f})"
     if r.psnr is not None and detail:
         line += (f"\nPSNR/SSIM (Y, shave {scale}): MZSR({steps}) {r.psnr:.2f} dB / "
                  f"{r.ssim:.4f}   bicubic {r.bicubic_psnr:.2f} dB / {r.bicubic_ssim:.4f}")
@@ -265,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--ext", default=None, help="output format in a folder: png, jpg, bmp, tif (default: the input's)")
     u.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (reported as skipped)")
     u.add_argument("--kernel", default=None,
-                   help=".mat (key 'kernel') or .npy blur kernel; none = bicubic. A kernel file beside an "
-                        "image (img.npy, img_kernel.npy, img.mat, img_kernel.mat) is used for that image instead")
+                   help=".mat (key 'kernel') or .npy blur kernel, or 'estimate' (a blind estimate from each "
+                        "image); none = bicubic. A kernel file beside an image (img.npy, img_kernel.npy, img.mat, "
+                        "img_kernel.mat) is used for that image instead")
     u.add_argument("--steps", type=int, default=None,
                    help="SGD steps of adaptation per image (default 10, or the --quality preset's)")
     u.add_argument("--quality", default=None, choices=["fast", "balanced", "best"],

@@ -292,3 +292,19 @@ def test_expand_inputs(tmp_path):
     assert batch.expand_inputs(str(tmp_path / "none*.png"))[0][1].startswith("no file matches")
     assert batch.kernel_beside(d / "a.png") == d / "a.npy"
     assert batch.kernel_beside(d / "b.png") is None
+
+
+def test_kernel_estimate_per_image_unless_one_is_beside(tmp_path, weights, capsys):
+    """--kernel estimate is not a file: it is passed on (a blind estimate per image), and a
+    kernel file beside an image still wins."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for n in ("a", "b"):
+        _png(d / f"{n}.png", 20, 18)
+    np.save(d / "a.npy", gaussian_kernel(5, 1.0))
+    rc = cli.main(["upscale", str(d), "-o", str(tmp_path / "out"), "--kernel", "estimate", "-q"] + _args(weights))
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    lines = {line.split(" -> ")[0]: line for line in out.splitlines() if " -> " in line}
+    assert "kernel a.npy" in lines[str(d / "a.png")]
+    assert "kernel estimated (Gaussian variance" in lines[str(d / "b.png")]
