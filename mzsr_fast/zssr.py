@@ -46,7 +46,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,6 +55,10 @@ import torch.nn.functional as F
 from . import chain
 from . import io as _io
 from .degradation import degrade, imresize
+# inference (back-projection, the 8-frame self-ensemble) lives in mzsr_fast.refine, shared with
+# MZSR's quality options; ZSSR keeps its own names for them
+from .refine import _down, _reversed_axes, back_projection, frame_shift, self_ensemble  # noqa: F401
+from .refine import frame as _frame, median0 as _median0, shift as _shift, unframe as _unframe  # noqa: F401
 
 __all__ = [
     "ZSSRConfig",
@@ -301,106 +305,6 @@ def lr_policy(it: int, lr: float, mse_steps: Sequence[int], mse_rec: Sequence[fl
 
 
 # ----------------------------------------------------------------------------- inference
-def _down(y: torch.Tensor, kernel, scale: int, subsampling: str) -> torch.Tensor:
-    """The degradation (the same as ``degrade``): kernel -> ``subsampling``; none -> bicubic."""
-    if kernel is None:
-        return degrade(y, None, scale, "bicubic")
-    return degrade(y, kernel, scale, subsampling)
-
-
-def back_projection(y: torch.Tensor, lr: torch.Tensor, kernel, scale: int, subsampling: str = "direct") -> torch.Tensor:
-    """One round: ``clip(y + imresize(lr - degrade(y), y size), 0, 1)``.
-
-    y: ``(1, 3, sH, sW)``, lr: ``(1, 3, H, W)`` float32; returns a new tensor.
-    """
-    res = lr - _down(y, kernel, scale, subsampling)
-    return (y + imresize(res, output_shape=tuple(y.shape[-2:]))).clamp_(0, 1)
-
-
-def _frame(x: torch.Tensor, k: int) -> torch.Tensor:
-    """``np.rot90(x, k)`` for k < 4, ``np.fliplr(np.rot90(x, k))`` otherwise (on H, W)."""
-    y = torch.rot90(x, k % 4, dims=(-2, -1))
-    return y.flip(-1) if k >= 4 else y
-
-
-def _unframe(y: torch.Tensor, k: int) -> torch.Tensor:
-    if k >= 4:
-        y = y.flip(-1)
-    return torch.rot90(y, -(k % 4), dims=(-2, -1))
-
-
-def _reversed_axes(k: int) -> tuple[bool, bool]:
-    """Whether frame k's (row, column) axis runs against the original axis it comes from."""
-    r, c = torch.meshgrid(torch.arange(2.0), torch.arange(2.0), indexing="ij")
-    t = _frame(torch.stack([r, c]), k)  # (2, 2, 2): original (row, col) of each frame pixel
-    d_row = t[:, 1, 0] - t[:, 0, 0]
-    d_col = t[:, 0, 1] - t[:, 0, 0]
-    return bool(d_row.sum() < 0), bool(d_col.sum() < 0)
-
-
-def frame_shift(k: int, scale: int, subsampling: str | None) -> tuple[int, int]:
-    """HR-pixel shift ``(rows, cols)`` to apply to a ``[0::s]``-grid prediction made in frame k
-    so it aligns with that frame's HR: ``s - 1`` along reversed axes for direct subsampling,
-    0 for bicubic (symmetric) subsampling.  ``aligned[x] = pred[x - shift]``."""
-    if subsampling != "direct":
-        return 0, 0
-    rr, rc = _reversed_axes(k)
-    return (scale - 1) * rr, (scale - 1) * rc
-
-
-def _shift(y: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``out[i, j] = y[i - dy, j - dx]`` (dy, dx >= 0), edge rows/columns replicated."""
-    if dy:
-        y = torch.cat([y[..., :1, :].expand(*y.shape[:-2], dy, y.shape[-1]), y[..., :-dy, :]], dim=-2)
-    if dx:
-        y = torch.cat([y[..., :, :1].expand(*y.shape[:-1], dx), y[..., :, :-dx]], dim=-1)
-    return y
-
-
-def _median0(stack: torch.Tensor) -> torch.Tensor:
-    """``np.median(stack, 0)``: the mean of the two middle values for an even count."""
-    n = stack.shape[0]
-    s = stack.sort(dim=0).values
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
-def self_ensemble(
-    predict: Callable[[torch.Tensor], torch.Tensor],
-    lr: torch.Tensor,
-    scale: int,
-    kernel=None,
-    subsampling: str = "direct",
-    *,
-    flips: bool = True,
-    bp_iters: int = 10,
-    align: bool = True,
-    progress=None,
-) -> torch.Tensor:
-    """The official ``final_test``: ``predict`` in 8 rot90 x mirror frames (1 if not
-    ``flips``), undo each frame, back-project each ``bp_iters`` times, per-pixel median,
-    back-project ``bp_iters`` more times.
-
-    predict: frame LR ``(1, 3, h, w)`` -> frame SR ``(1, 3, s h, s w)`` (clipped).
-    lr: ``(1, 3, H, W)`` float32.  Returns ``(1, 3, sH, sW)`` float32 in [0, 1].
-    ``align`` shifts outputs of axis-reversed frames back (see :func:`frame_shift`).
-    """
-    sub = subsampling if kernel is not None else "bicubic"
-    outs = []
-    for k in range(0, 8 if flips else 1):
-        y = predict(_frame(lr, k))
-        if align:
-            y = _shift(y, *frame_shift(k, scale, sub))
-        y = _unframe(y, k)
-        for _ in range(bp_iters):
-            y = back_projection(y, lr, kernel, scale, sub)
-        outs.append(y)
-        if progress is not None:
-            progress.update(1)
-    y = _median0(torch.stack(outs)) if len(outs) > 1 else outs[0]
-    for _ in range(bp_iters):
-        y = back_projection(y, lr, kernel, scale, sub)
-    return y
-
 
 # ----------------------------------------------------------------------------- training
 class _Trainer:
