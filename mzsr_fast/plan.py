@@ -28,12 +28,11 @@ __all__ = ["IMAGE_BYTES", "MEMORY_BYTES_PER_PIXEL", "memory_per_pixel",
 #: its input), ``adapt`` (per pixel of the adaptation input) and ``region_grads`` (masked
 #: gradients, per pixel of the region), and a constant ``const`` (bytes), per backend.
 #:
-#: * reference (also the figures of backends not measured yet: triton, cuda): peak RSS above
-#:   the start of the op in a fresh process at 384^2 and 768^2, line fit
-#:   (benchmarks/bench_large.py --calibrate, 2026-11-26, 2-core AMD EPYC Zen 4 VM): forward
-#:   768, adapt 2595, region_grads 2636 B/px, constants < 14 MB; +15% margin here.
-#: * cpu: measured the same way: forward 550, adapt 1898, region_grads 2421 B/px,
-#:   constants ~0; +15% margin here.
+#: Peak RSS above the start of the op in a fresh process at 384^2 and 768^2, a line fit
+#: (benchmarks/bench_large.py --calibrate), plus a 15% margin here: rows
+#: ``memory/<kind>_bytes_per_pixel`` / ``memory/<kind>_const``, providers ``reference_fp32``
+#: and ``cpu_fp32``, of benchmarks/results/cpu-amd-epyc-2c.csv.  Backends not calibrated
+#: yet (triton, cuda) use the reference's figures.
 MEMORY_BYTES_PER_PIXEL: dict[str, dict[str, float]] = {
     "reference": {"forward": 900.0, "adapt": 3000.0, "region_grads": 3000.0, "const": 32 * 2**20},
     "cpu": {"forward": 640.0, "adapt": 2200.0, "region_grads": 2800.0, "const": 32 * 2**20},

@@ -3,12 +3,12 @@ back to the LR size: the adaptation input) and ``lr_up`` (the LR image resized t
 size: the upscale input), whole (:func:`make_inputs`) or, for a tiled upscale, one tile
 region at a time (:func:`upsampled_region`: exact, the cubic kernel reaches 2 LR pixels).
 
-On CUDA the few dozen small ops of ``degrade`` + two ``imresize`` (119 dispatched ops for a
-3-channel image with a 21x21 kernel, counted 2026-11-26) are captured once per (shape,
-kernel, scale, subsampling) into a CUDA graph and replayed: on the host that is one launch
-instead of ~60 kernel launches issued while the GPU waits for its first real work.  The
-replayed ops are the eager ones, so the results are bitwise equal (tested in
-``tests/test_prep.py``).  ``MZSR_FAST_PREP_GRAPH=0`` turns the graph off.
+On CUDA the small ops of ``degrade`` + two ``imresize`` (their count for a 3-channel image
+with a 21x21 kernel: row prep/dispatched_ops of benchmarks/results/h100.csv) are captured
+once per (shape, kernel, scale, subsampling) into a CUDA graph and replayed: on the host
+that is one launch instead of ~60 kernel launches issued while the GPU waits for its first
+real work.  The replayed ops are the eager ones, so the results are bitwise equal (tested
+in ``tests/test_prep.py``).  ``MZSR_FAST_PREP_GRAPH=0`` turns the graph off.
 """
 from __future__ import annotations
 

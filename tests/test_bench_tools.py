@@ -225,6 +225,42 @@ def test_committed_tables_are_well_formed():
             assert r["min"] <= r["median"] <= r["max"], (p, r)
 
 
+def test_legacy_import_is_committed_and_idempotent(tmp_path):
+    """Every row benchmarks/import_legacy.py derives (from the old JSONs and the numbers that
+    source comments quoted) is in the committed tables, and importing into a table twice
+    adds nothing the second time."""
+    il = _load("import_legacy")
+    tables = il.legacy_rows()
+    for path, rows in tables.items():
+        assert rows and not il.missing_rows(path, rows), f"{path}: run python -m benchmarks.import_legacy"
+    path, rows = next(iter(tables.items()))
+    t = str(tmp_path / "t.csv")
+    H.append_rows(t, il.missing_rows(t, rows[:5]))
+    assert il.missing_rows(t, rows[:5]) == [] and len(H.read_rows(t)) == 5
+
+
+def _rows(table, benchmark, **match):
+    return [r for r in H.read_rows(os.path.join(H.RESULTS, table)) if r["benchmark"] == benchmark
+            and all(r[k] == v for k, v in match.items())]
+
+
+def test_kept_variants_have_their_winning_rows():
+    """The switches the code keeps cite a row where they win (issue 20): the CPU bf16 mode
+    (backends/cpu.py, csrc/cpu/conv_bf16.inc) and Winograd (csrc/cpu/cpu_ops.cpp) in the
+    interleaved whole call on the AMD Zen 4 VM; the auto order on CUDA (backends/__init__.py)."""
+    e2e = "e2e/adapt_and_upscale_steps10"
+    run = {r["provider"]: r["median"] for r in _rows("cpu-amd-epyc-2c.csv", e2e, date="2026-11-26 12:24")}
+    assert run["cpu_bf16"] < run["cpu_fp32"] < run["cpu_fp32:direct"], run
+    from mzsr_fast import backends
+
+    lat = {r["provider"]: r["median"] for r in _rows("h100.csv", "quality/mzsr10_g^d_2.0/latency",
+                                                     date="2026-11-26 10:27")}
+    for prec in ("fp32", "tf32", "bf16"):
+        order = backends._AUTO[("cuda", prec)]
+        times = [lat[f"{b}_{prec}"] for b in order if f"{b}_{prec}" in lat]
+        assert len(times) >= 2 and times == sorted(times), (prec, order, lat)
+
+
 # ----------------------------------------------------------------------------- quality tools
 def test_zssr_curve_run_matches_zssr_upscale():
     """report_vs_zssr's ZSSR (the same trainer, scored during training) gives zssr_upscale's

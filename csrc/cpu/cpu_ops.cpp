@@ -10,7 +10,8 @@
 // * the 64 -> 3 last layer: vectorised over input channels (narrow_row), not over 3 of
 //   16 output lanes (rows ops/conv3x3_64to3_row_sweep, same table);
 // * precision "bf16" (AVX512_BF16): conv_bf16.inc, vdpbf16ps on channel pairs (forward,
-//   dgrad) and pixel pairs (wgrad), 2x the fp32 rate;
+//   dgrad) and pixel pairs (wgrad), 2x the fp32 rate; kept because the whole call is
+//   faster: rows e2e/adapt_and_upscale_steps10, cpu_bf16 vs cpu_fp32, cpu-amd-epyc-2c.csv;
 // * dgrad = the same kernel with flipped/transposed weights, ReLU mask fused in the
 //   epilogue and written in place over the layer's input activation (it is not needed
 //   after its own weight gradient), so a step keeps only the 8 activations;
@@ -251,7 +252,7 @@ static inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 // op cpu_winograd("off" | "auto" | "on").
 // Winograd wins per conv: rows ops/conv3x3_{fwd,wgrad}_64to64, cpu_fp32:direct vs
 // cpu_fp32:winograd, of benchmarks/results/cpu-amd-epyc-2c.csv (the whole call with it on
-// and off: benchmarks/results/cpu_winograd_2026-11-26.json).
+// and off: rows e2e/adapt_and_upscale_steps10, cpu_fp32 vs cpu_fp32:direct, same table).
 // AVX2 is left on the direct kernels by default (not measured on an AVX2-only machine);
 // "on" runs the same algorithm with the AVX2 / plain C++ kernels (tested, not tuned).
 static std::atomic<int> g_wino{-1};

@@ -22,10 +22,9 @@ _REGISTRY = {
     "cuda": "mzsr_fast.backends.cuda:CudaBackend",
 }
 NAMES = tuple(_REGISTRY) + ("auto",)
-#: auto picks the first available, per (device type, precision).  On CUDA, measured on an
-#: H100 (2026-11-26, whole adapt_and_upscale(steps=10) at 256^2 LR): fp32 reference (cuDNN)
-#: 46.9 ms < cuda 65.2 < triton 75.0; tf32 triton 15.6 < reference 24.6 < cuda 30.8; bf16
-#: triton 8.0 < cuda 23.3 (reference tf32 24.6).
+#: auto picks the first available, per (device type, precision).  The CUDA orders are the
+#: whole call's, fastest first: rows quality/mzsr10_g^d_2.0/latency (Set5 baby, 256^2 LR)
+#: of benchmarks/results/h100.csv.
 _AUTO = {
     ("cuda", "fp32"): ("reference", "cuda", "triton"),
     ("cuda", "tf32"): ("triton", "reference", "cuda"),

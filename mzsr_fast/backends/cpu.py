@@ -9,25 +9,16 @@ forward, so the peak memory is max(step, forward), not their sum).
 Parameters are kept as the 16 contiguous float32 tensors ``[w0, b0, ..., w7, b7]``
 (OIHW weights), updated in place by the op.
 
-Measured 2026-11-26 on the 2-core AMD EPYC (Zen 4) dev VM, shared with other jobs
-(benchmarks/results/cpu_2026-11-26*.json):
+fp32 uses Winograd F(2x2,3x3) for the forward, input and weight gradients of the six
+64 -> 64 layers (AVX-512 default; ``MZSR_FAST_CPU_WINOGRAD=0`` or
+``torch.ops.mzsr_fast.cpu_winograd("off")`` disables it), fp32 error at the direct
+kernels' level.
 
-* kernels, one core (thread CPU time): fp32 conv forward 110 GF/s, weight gradient
-  107 GF/s, of a measured 117 GF/s zmm-FMA peak; bf16 forward 211, weight gradient
-  198 GF/s of a 235 GF/s vdpbf16ps peak.  Whole step at 128^2: fp32 107, bf16 192 GF/s.
-* fp32 uses Winograd F(2x2,3x3) for the forward, input and weight gradients of the six
-  64 -> 64 layers (AVX-512 default; ``MZSR_FAST_CPU_WINOGRAD=0`` or
-  ``torch.ops.mzsr_fast.cpu_winograd("off")`` disables it): 1.8-1.9x the direct kernels
-  per conv at 128^2 / 256^2, fp32 error at the direct kernels' level.
-* adapt_and_upscale(steps=10), Set5 baby 256^2 -> 512^2, shipped weights, ONE thread,
-  providers interleaved, best of 3 (benchmarks/results/cpu_winograd_2026-11-26.json):
-  cpu fp32 5.60 s, Winograd off 9.65 s, nn.Module+SGD channels_last 10.75 s (1.92x),
-  NCHW 13.70 s (2.45x); per-round ratios 1.90-2.97x / 2.42-3.94x.  2 threads under load
-  5-8: cpu 10.1 s vs NCHW 31.2 s (3.10x).  Output within 1 uint8 level of the reference
-  (PSNR 36.9807 dB both).  Peak RSS above start: 180 MiB (cpu) vs 427 MiB (reference).
-* earlier run (direct kernels only, 2 threads, cpu_2026-11-26_interleaved.json): cpu fp32
-  16.7 s, cpu bf16 10.0 s (1.99x vs channels_last 19.9 s); bf16 vs fp32 Y-PSNR on Set5
-  (g^d_2.0, MZSR(10)): max |diff| 0.0021 dB per image.
+Measurements (kernel GF/s, per conv, whole call, output PSNR, peak RSS) are rows of
+benchmarks/results/cpu-amd-epyc-2c.csv (docs/benchmarks.md): ``ops/conv3x3_*_64to64*``,
+``ops/step/gflops``, ``e2e/adapt_and_upscale_steps10`` (and ``.../psnr_y``,
+``.../peak_rss_above_start``) for providers ``cpu_fp32``, ``cpu_fp32:direct`` (Winograd
+off), ``cpu_bf16`` and the ``reference_*`` / ``module_sgd_*`` baselines.
 """
 from __future__ import annotations
 
@@ -72,7 +63,9 @@ class CpuBackend(Backend):
     path of the 64 -> 64 layers, on by default with AVX-512).  ``"bf16"`` (CPUs with
     AVX512_BF16 only): the forward, input-gradient and weight-gradient convs of layers
     1..7 take bf16 operands (fp32 accumulation, ``vdpbf16ps``); the first layer, the loss,
-    the master weights and the update stay fp32 (measured PSNR cost: see the module docstring).
+    the master weights and the update stay fp32.  Kept because it wins: the whole call
+    ``e2e/adapt_and_upscale_steps10``, ``cpu_bf16`` vs ``cpu_fp32``, in cpu-amd-epyc-2c.csv;
+    its PSNR cost: rows ``quality/mzsr10_g^d_2.0/psnr_y*`` of the same table.
     """
 
     name = "cpu"
@@ -172,7 +165,8 @@ class CpuBackend(Backend):
 
     def release_workspace(self) -> None:
         """Free this thread's arena (it only grows: after the forward of a large tile it
-        holds ~550 B per pixel of that tile, measured 2026-11-26)."""
+        holds about ``memory/forward_bytes_per_pixel`` of that tile's pixels: rows of
+        benchmarks/results/cpu-amd-epyc-2c.csv, provider ``cpu_fp32``)."""
         try:
             _ops().cpu_release_workspace()
         except (AttributeError, RuntimeError):  # an older extension without the op: keep it
