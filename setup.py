@@ -5,7 +5,7 @@
 * ``csrc/cuda/*.cu`` + ``csrc/cuda/*.cpp`` only where a CUDA toolkit (nvcc) *and* a CUDA
   build of torch are both present.
 
-Environment flags (see README "Build flags"):
+Environment flags (see docs/backends.md, "Build flags"):
 
 | flag | effect |
 |---|---|

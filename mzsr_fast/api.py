@@ -94,10 +94,10 @@ def adapt_and_upscale(
         adapt_on: ``"full"`` (adapt on the whole image, default) or ``"crops"``: each step
             on ``n_crops`` random ``crop_size`` x ``crop_size`` LR crops (seeded by
             ``crop_seed``, deterministic); cheaper for large images at a small PSNR cost
-            (README, "Large images and memory").
+            (docs/api.md, "Large images and memory").
         lr_search: choose the first step's learning rate between the schedule's and half of
             it by the loss on the image's own training pair (son -> LR) after that step: no
-            ground truth, two extra trial steps (README, "Adaptation schedule").
+            ground truth, two extra trial steps (docs/training.md, "Adaptation schedule per weights file").
         return_info: also return a dict with the time of each phase (s), the loss at each
             step, the backend used and why, and the tiling (``info["tiling"]``: budget,
             mode and tile size per phase, estimated bytes, and ``masked_grads``: what

@@ -6,7 +6,7 @@ which come from a ``torch.Generator`` seeded with ``crop_seed``; the weights' in
 (``model.init_params(seed)``) is seeded too.  Results are compared as float32 (a uint8
 output would hide differences below 1/255).  The cpu backend's sums are in a fixed order
 for a fixed thread count (its weight-gradient partials are per thread, so another thread
-count may differ in the last bits; README "Determinism").
+count may differ in the last bits; docs/api.md, "Threads, state and determinism").
 """
 from __future__ import annotations
 
