@@ -48,9 +48,9 @@ def _variants(K, quick: bool):
                 out.append((f"dgrad {c_in}->{c_out} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}",
                             K.mzsr_conv3x3_dgrad_relumask_nhwc, types, cx, ["GY", "Wt", "MASK_SRC", "GX"],
                             nw, ns))
-        for cin, cout in [(3, 64), (64, 64), (64, 3)]:
+        for cin, cout in [(3, 64)]:  # the 64-channel layers: wgrad3 below
             types = dict(X=adt, GY=adt, WS="*fp32", M="i32", H="i32", W="i32", CHUNK="i32", P_STRIDE="i32", M_BUCKET="i32")
-            cfgs = K._TUNE[("wgrad", mode)] if K._tunable("wgrad", cin, cout, mode) else [K._fixed_config("wgrad", cin, cout, mode)]
+            cfgs = [K._fixed_config("wgrad", cin, cout, mode)]
             for bm, bn, bk, nw, ns in cfgs:
                 cx = dict(C_IN=cin, C_OUT=cout, MODE=mode, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 out.append((f"wgrad {cin}->{cout} mode{mode} {bm}x{bn}x{bk} w{nw} s{ns}",
@@ -75,8 +75,7 @@ def _variants(K, quick: bool):
                 dict(BLOCK=1024), ["PART", "OUT"], 4, 3))
     if quick:
         keep = ("fwd-relu 64->64 mode1 128x64x32", "fwd-relu 64->64 mode2 128x64x64 w4", "fwd-l1 64->3 mode1",
-                "dgrad 64->64 mode1 128x64x64 w4", "wgrad 64->64 mode1 128x64x64 w4 s1", "wgrad 64->64 mode2 128x64x64 w4",
-                "wgrad3 64->64 mode1 128x64x64 w8 s1", "wgrad3 64->64 mode2 128x64x64 w8 s3", "wgrad 3->64 mode1",
+                "dgrad 64->64 mode1 128x64x64 w4", "wgrad3 64->64 mode1 128x64x64 w8 s1", "wgrad3 64->64 mode2 128x64x64 w8 s3", "wgrad 3->64 mode1",
                 "reduce+sgd T=*bf16")
         out = [v for v in out if any(v[0].startswith(k) for k in keep)]
     return out

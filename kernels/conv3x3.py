@@ -270,14 +270,17 @@ def mzsr_conv3x3_dgrad_relumask_nhwc(GY, Wt, MASK_SRC, GX, M, H, W,
 def mzsr_conv3x3_wgrad_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
                                     C_IN: tl.constexpr, C_OUT: tl.constexpr, MODE: tl.constexpr, M_BUCKET,
                                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Partial weight/bias gradients over pixels [pid_s * CHUNK, (pid_s + 1) * CHUNK).
+    """Partial weight/bias gradients over pixels [pid_s * CHUNK, (pid_s + 1) * CHUNK), for
+    inputs whose channel count is not a multiple of 64 (the 3-channel first layer; the
+    64-channel layers use :func:`mzsr_conv3x3_wgrad_row3_partial_nhwc`).
 
     Program (pid_k, pid_s) computes rows [pid_k * BLOCK_K, +BLOCK_K) of the packed (9 C_IN,
-    C_OUT) gradient: ``sum_m im2col(x)[m, k] * gy[m, n]`` and writes them, plus (pid_k == 0)
-    the bias partial ``sum_m gy[m, n]``, to ``WS[pid_s, :]`` (layout of the flat layer
-    buffer).  Each element has exactly one writer: the reduction over pid_s is done in a
-    fixed order by :func:`mzsr_wgrad_reduce_sgd`, so the result is deterministic.
-    BLOCK_N >= C_OUT (one N tile).
+    C_OUT) gradient, K flattened over (tap, channel) and padded by masking:
+    ``sum_m im2col(x)[m, k] * gy[m, n]``, and writes them, plus (pid_k == 0) the bias
+    partial ``sum_m gy[m, n]``, to ``WS[pid_s, :]`` (layout of the flat layer buffer).  Each
+    element has exactly one writer: the reduction over pid_s is done in a fixed order by
+    :func:`mzsr_wgrad_reduce_sgd`, so the result is deterministic.  BLOCK_N >= C_OUT (one
+    N tile).
     """
     pid_k = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -286,54 +289,28 @@ def mzsr_conv3x3_wgrad_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
     acc = tl.zeros((BLOCK_K, BLOCK_N), dtype=tl.float32)
     gb = tl.zeros((BLOCK_N,), dtype=tl.float32)
     base = pid_s * CHUNK
-    if C_IN % BLOCK_K == 0:
-        kk = pid_k * BLOCK_K
-        tap = kk // C_IN
-        c0 = tl.multiple_of(kk % C_IN, BLOCK_K)
-        dy = tap // 3 - 1
-        dx = tap % 3 - 1
-        offs_c = c0 + tl.arange(0, BLOCK_K)
-        for m0 in range(0, CHUNK, BLOCK_M):
-            offs_r = m0 + tl.arange(0, BLOCK_M)
-            offs_m = base + offs_r
-            m_ok = (offs_m < M) & (offs_r < CHUNK)
-            hw = offs_m % (H * W)
-            h = hw // W
-            w = hw % W
-            hh = h + dy
-            ww = w + dx
-            ok = m_ok & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-            src = offs_m + (dy * W + dx)
-            # A^T tile (BLOCK_K channels, BLOCK_M pixels) loaded transposed directly
-            at = tl.load(X + src[None, :] * C_IN + offs_c[:, None], mask=ok[None, :], other=0.0)
-            g = tl.load(GY + offs_m[:, None] * C_OUT + offs_n[None, :],
-                        mask=m_ok[:, None] & n_ok[None, :], other=0.0)
-            acc = _mma(at, g, acc, MODE)
-            gb += tl.sum(g.to(tl.float32), axis=0)
-        rows = kk + tl.arange(0, BLOCK_K)
-    else:
-        rows = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-        k_ok = rows < 9 * C_IN
-        tap = rows // C_IN
-        c = rows % C_IN
-        dy = tap // 3 - 1
-        dx = tap % 3 - 1
-        for m0 in range(0, CHUNK, BLOCK_M):
-            offs_r = m0 + tl.arange(0, BLOCK_M)
-            offs_m = base + offs_r
-            m_ok = (offs_m < M) & (offs_r < CHUNK)
-            hw = offs_m % (H * W)
-            h = hw // W
-            w = hw % W
-            hh = h[None, :] + dy[:, None]
-            ww = w[None, :] + dx[:, None]
-            ok = (k_ok[:, None] & m_ok[None, :]) & ((hh >= 0) & (hh < H) & (ww >= 0) & (ww < W))
-            src = offs_m[None, :] + (dy * W + dx)[:, None]
-            at = tl.load(X + src * C_IN + c[:, None], mask=ok, other=0.0)
-            g = tl.load(GY + offs_m[:, None] * C_OUT + offs_n[None, :],
-                        mask=m_ok[:, None] & n_ok[None, :], other=0.0)
-            acc = _mma(at, g, acc, MODE)
-            gb += tl.sum(g.to(tl.float32), axis=0)
+    rows = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
+    k_ok = rows < 9 * C_IN
+    tap = rows // C_IN
+    c = rows % C_IN
+    dy = tap // 3 - 1
+    dx = tap % 3 - 1
+    for m0 in range(0, CHUNK, BLOCK_M):
+        offs_r = m0 + tl.arange(0, BLOCK_M)
+        offs_m = base + offs_r
+        m_ok = (offs_m < M) & (offs_r < CHUNK)
+        hw = offs_m % (H * W)
+        h = hw // W
+        w = hw % W
+        hh = h[None, :] + dy[:, None]
+        ww = w[None, :] + dx[:, None]
+        ok = (k_ok[:, None] & m_ok[None, :]) & ((hh >= 0) & (hh < H) & (ww >= 0) & (ww < W))
+        src = offs_m[None, :] + (dy * W + dx)[:, None]
+        at = tl.load(X + src * C_IN + c[:, None], mask=ok, other=0.0)
+        g = tl.load(GY + offs_m[:, None] * C_OUT + offs_n[None, :],
+                    mask=m_ok[:, None] & n_ok[None, :], other=0.0)
+        acc = _mma(at, g, acc, MODE)
+        gb += tl.sum(g.to(tl.float32), axis=0)
     rows_ok = rows < 9 * C_IN
     ws_row = WS + pid_s * P_STRIDE
     tl.store(ws_row + rows[:, None] * C_OUT + offs_n[None, :], acc, mask=rows_ok[:, None] & n_ok[None, :])
@@ -345,8 +322,9 @@ def mzsr_conv3x3_wgrad_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
 def mzsr_conv3x3_wgrad_row3_partial_nhwc(X, GY, WS, M, H, W, CHUNK, P_STRIDE,
                                          C_IN: tl.constexpr, C_OUT: tl.constexpr, MODE: tl.constexpr, M_BUCKET,
                                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Like :func:`mzsr_conv3x3_wgrad_partial_nhwc` (C_IN % BLOCK_K == 0 only), but one
-    program computes a whole kernel row: the three taps dx = -1, 0, 1 of row
+    """The weight gradient of the 64-channel-input layers (C_IN % BLOCK_K == 0), partials as
+    :func:`mzsr_conv3x3_wgrad_partial_nhwc`; one program computes a whole kernel row: the
+    three taps dx = -1, 0, 1 of row
     ``dy = pid_k // (C_IN // BLOCK_K) - 1`` for channels block ``pid_k % (C_IN // BLOCK_K)``.
     Each gy tile is loaded once for three dots instead of once per tap (a third of the gy
     traffic), and the three x tiles, one pixel apart, overlap (L1 hits when loaded
@@ -474,16 +452,14 @@ _TUNE = {
     # in the GPU check's few minutes.
     ("fwd", 1): [(128, 64, 32, 4, 3), (128, 64, 64, 4, 3), (128, 64, 64, 8, 1)],
     ("fwd", 2): [(128, 64, 64, 4, 3), (256, 64, 64, 8, 3), (128, 64, 64, 4, 1)],
-    # TF32 wgrad: both operands are MN-major in NHWC (the reduction runs over pixels), so a
-    # pipelined (cp.async) version copies 4 bytes at a time; num_stages=1 loads through
-    # registers with 16-byte vectors instead (sm_90 PTX inspected).  Both kinds
-    # are candidates; the autotuner measures.
-    ("wgrad", 1): [(128, 64, 64, 4, 1), (128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (128, 64, 64, 4, 3)],
-    ("wgrad", 2): [(128, 64, 64, 4, 3), (64, 64, 64, 4, 3), (128, 64, 64, 8, 4), (256, 64, 64, 8, 3)],
 }
-# The row-of-three-taps wgrad keeps three (BK, BN) accumulators: 8 warps keep them at 48
-# registers per thread for 64x64.  Register-loaded (num_stages=1) candidates let the three
-# one-pixel-apart x tiles hit in L1 (cp.async.cg bypasses L1).
+# The weight gradient of the 64-channel layers is the row-of-three-taps kernel (the kernel
+# every committed triton row ran; the one-tap-per-program alternative for these layers was
+# never measured against it and is gone).  It keeps three (BK, BN) accumulators: 8 warps
+# keep them at 48 registers per thread for 64x64.  TF32: both operands are MN-major in
+# NHWC (the reduction runs over pixels), so a pipelined (cp.async) load copies 4 bytes at a
+# time; num_stages=1 loads through registers with 16-byte vectors instead (sm_90 PTX), and
+# lets the three one-pixel-apart x tiles hit in L1 (cp.async.cg bypasses L1).
 # BLOCK_K stays 64: the accumulator's M is BLOCK_K, and wgmma needs M >= 64 (BK 32 fell
 # back to mma.sync and spilled, sm_90 PTX via kernels/aot_check.py).
 _TUNE[("wgrad3", 1)] = [(128, 64, 64, 8, 1), (64, 64, 64, 4, 1), (64, 64, 64, 4, 2)]
@@ -515,9 +491,7 @@ def _fixed_config(kind: str, c_in: int, c_out: int, mode: int) -> tuple[int, int
     bk = min(64, c_in) if tap_mode else 32
     if kind == "wgrad3":
         return 128, bn, bk, 8, 1 if mode == 1 else 3
-    if kind == "wgrad" and mode == 1 and tap_mode:
-        return 128, bn, bk, 4, 1  # see the TF32 wgrad note in _TUNE
-    if kind == "wgrad" and not tap_mode:
+    if kind == "wgrad":
         # flattened-K wgrad (3 input channels): its (32, BM) index tensors spilled with 4
         # warps (255 regs, 164 B spill stores); 8 warps: 206 regs, no spill (sm_90 PTX)
         return 128, bn, bk, 8, 2
@@ -590,7 +564,7 @@ def wgrad_splits(m: int, c_in: int, device: torch.device, chunk: int | None = No
     masks anyway)."""
     if chunk is None:
         if device.type == "cuda" and not interpreting():
-            k_tiles = max(1, ((3 if wgrad_row3(c_in) else 9) * c_in) // 64)
+            k_tiles = max(1, ((3 if _row3(c_in) else 9) * c_in) // 64)
             s_target = max(1, (2 * _num_sms(device.index or 0)) // k_tiles)
             chunk = max(256, triton.cdiv(triton.cdiv(m, s_target), 256) * 256)
         else:
@@ -662,10 +636,10 @@ def launch_dgrad(gy, wf, c_in_layer, c_out_layer, gx, *, mask_src=None, precisio
     return gx
 
 
-def wgrad_row3(c_in: int) -> bool:
-    """Whether the weight gradient of a layer with ``c_in`` inputs uses the
-    row-of-three-taps kernel (64-channel inputs; ``MZSR_TRITON_WGRAD_ROW3=0`` disables)."""
-    return c_in % 64 == 0 and os.environ.get("MZSR_TRITON_WGRAD_ROW3", "1") != "0"
+def _row3(c_in: int) -> bool:
+    """The weight gradient of a layer with ``c_in`` inputs uses the row-of-three-taps kernel
+    (64-channel inputs), else the flattened-K one (the 3-channel first layer)."""
+    return c_in % 64 == 0
 
 
 def launch_wgrad(x, gy, c_in, c_out, ws, s, chunk, *, precision="fp32"):
@@ -677,7 +651,7 @@ def launch_wgrad(x, gy, c_in, c_out, ws, s, chunk, *, precision="fp32"):
     p_stride = ws.stride(0)
     if p_stride < 9 * c_in * c_out + c_out or ws.shape[0] < s:
         raise ValueError("wgrad partial buffer too small")
-    if wgrad_row3(c_in):
+    if _row3(c_in):
         grid = lambda meta: (3 * (c_in // meta["BLOCK_K"]), s)  # noqa: E731
         kind, fn = "wgrad3", mzsr_conv3x3_wgrad_row3_partial_nhwc
     else:

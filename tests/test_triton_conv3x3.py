@@ -99,23 +99,25 @@ def test_dgrad(shape, prec, atol, rtol):
     _check("dgrad relu mask", K.conv3x3_dgrad(gy, w, relu_x, precision=prec), R.conv3x3_dgrad(gy, w, relu_x), atol, rtol)
 
 
-# the row-of-three-taps wgrad exists for 64-channel inputs only
-WGRAD_CASES = [pytest.param(shape, r, id=f"{i}-{'row3' if r == '1' else 'per-tap'}")
-               for shape, i in zip(SHAPES, IDS) for r in ("1", "0") if r == "0" or shape[3] % 64 == 0]
-
-
 @pytest.mark.parametrize("prec,atol,rtol", TINY_PREC)
-@pytest.mark.parametrize("shape,row3", WGRAD_CASES)
-def test_wgrad(shape, row3, prec, atol, rtol, monkeypatch):
-    """Both weight-gradient kernels (a kernel row of 3 taps per program, or one tap per
-    program; the 3-channel layer always uses the flattened-K one)."""
-    monkeypatch.setenv("MZSR_TRITON_WGRAD_ROW3", row3)
-    assert K.wgrad_row3(shape[3]) == (row3 == "1")
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_wgrad(shape, prec, atol, rtol):
+    """Both weight-gradient kernels: a kernel row of 3 taps per program (64-channel inputs),
+    K flattened over (tap, channel) (the 3-channel first layer, and the odd case below)."""
     x, _, _, _, gy = _data(*shape)
     gw, gb = K.conv3x3_wgrad(x, gy, precision=prec)
     rw, rb = R.conv3x3_wgrad(x, gy)
     _check("wgrad", gw, rw, atol, rtol)
     _check("bias grad", gb, rb, atol, rtol)
+
+
+def test_wgrad_flattened_k_other_widths():
+    """The flattened-K kernel for input widths that are not a multiple of 64."""
+    x, _, _, _, gy = _data(1, 4, 5, 5, 16, seed=2)
+    gw, gb = K.conv3x3_wgrad(x, gy)
+    rw, rb = R.conv3x3_wgrad(x, gy)
+    _check("wgrad 5->16", gw, rw, 2e-5, 2e-5)
+    _check("bias grad 5->16", gb, rb, 2e-5, 2e-5)
 
 
 def test_wgrad_deterministic():
@@ -286,9 +288,7 @@ def test_gpu_every_tune_config(kind, mode, idx, monkeypatch):
             rx = torch.relu(x)
             _check(f"dgrad cfg {idx} [{prec}] {h}x{w}", K.conv3x3_dgrad(gy, wt, rx, precision=prec),
                    R.conv3x3_dgrad(gyo, wo, _oracle_inputs(rx, prec)), atol, rtol)
-        else:
-            if (kind == "wgrad3") != K.wgrad_row3(64):
-                monkeypatch.setenv("MZSR_TRITON_WGRAD_ROW3", "1" if kind == "wgrad3" else "0")
+        else:  # wgrad3: the 64-channel layers' weight gradient
             gw, gb = K.conv3x3_wgrad(x, gy, precision=prec)
             rw, rb = R.conv3x3_wgrad(xo, gyo)
             _check(f"{kind} cfg {idx} [{prec}] {h}x{w}", gw, rw, atol, rtol)

@@ -17,14 +17,15 @@ B for TF32 wgmma) and ``(3, 3, Cin, Cout)`` for the input gradient (bf16 in the 
 path).  The learning rates of a schedule and the losses of the steps live in device
 tensors, so a captured graph replays any schedule and the losses are read once at the end.
 
-Knobs (environment): ``MZSR_FAST_TRITON_GRAPHS=0`` (legacy ``MZSR_TRITON_GRAPHS=0``; eager), ``MZSR_TRITON_AUTOTUNE=0`` (first
-config of each candidate list, no tuning), ``MZSR_TRITON_WGRAD_ROW3=0`` (one-tap-per-program
-weight gradient).  ``python -m mzsr_fast.backends.triton`` times it against cuDNN.
+Knobs (environment): ``MZSR_FAST_TRITON_GRAPHS=0`` (legacy ``MZSR_TRITON_GRAPHS=0``; eager),
+``MZSR_TRITON_AUTOTUNE=0`` (first config of each candidate list, no tuning).
+``python -m mzsr_fast.backends.triton_profile`` times it against cuDNN.
 
-Graph path (CUDA, default): the reduction kernel of each layer applies ``w -= lr * g``
-right after that layer's dgrad has consumed ``w``.  Eager path (CPU interpreter, or
-``use_graphs=False`` / ``MZSR_TRITON_GRAPHS=0``): reductions store the gradients and one
-SGD kernel updates all parameters, inside NVTX ranges ``mzsr/adapt/step{i}/{fwd,bwd,update}``.
+The reduction kernel of each layer applies ``w -= lr * g`` right after that layer's dgrad
+has consumed ``w``.  The graph path (CUDA, default) replays that kernel sequence; the eager
+path (CPU interpreter, or ``use_graphs=False`` / ``MZSR_TRITON_GRAPHS=0``) launches the same
+sequence, inside NVTX ranges ``mzsr/adapt/step{i}/{fwd,bwd}``, so the interpreter tests on
+the CPU check what CUDA replays.
 """
 from __future__ import annotations
 
@@ -39,24 +40,22 @@ from .graphed import BoundedCache, GraphedBackend, env_switch
 
 from .triton_buffers import _CH, _LAYOUT, _NL, _AdaptPlan, _FwdPlan, _Params, _kernels  # noqa: F401
 
-__all__ = ["TritonBackend", "warmup"]
+__all__ = ["TritonBackend"]
+
 
 class TritonBackend(GraphedBackend):
-    """Fused Triton kernels + CUDA graphs.  Options: ``use_graphs`` (default: on for CUDA
-    unless ``MZSR_TRITON_GRAPHS=0``), ``fuse_update`` (eager path: apply SGD inside the
-    gradient reductions instead of one update kernel after the backward)."""
+    """Fused Triton kernels + CUDA graphs.  Option: ``use_graphs`` (default: on for CUDA
+    unless ``MZSR_TRITON_GRAPHS=0``)."""
 
     name = "triton"
     masked_grads = "reference ops (fallback: no masked Triton kernels)"
     precisions = ("fp32", "tf32", "bf16")
 
-    def __init__(self, device="cuda", precision="fp32", use_graphs: bool | None = None,
-                 fuse_update: bool = False):
+    def __init__(self, device="cuda", precision="fp32", use_graphs: bool | None = None):
         super().__init__(device, precision)
         if use_graphs is None:
             use_graphs = env_switch("TRITON_GRAPHS", "MZSR_TRITON_GRAPHS", "1") != "0"
         self.use_graphs = bool(use_graphs) and self.device.type == "cuda"
-        self.fuse_update = bool(fuse_update)
         self._flat = torch.zeros(_LAYOUT.total, dtype=torch.float32, device=self.device)
         adt = _kernels().act_dtype(precision)
         self._tflat = torch.zeros(_LAYOUT.total, dtype=adt, device=self.device)
@@ -180,8 +179,8 @@ class TritonBackend(GraphedBackend):
                   loss_idx: int, *, mode: str, ranges: bool) -> None:
         """One adaptation step (or only its gradients) as kernel launches, no host sync.
 
-        mode: "fused" (each reduction applies SGD with lrs[i]), "split" (reductions store the
-        gradients into self._g, then one SGD kernel), "grads" (store gradients only)."""
+        mode: "fused" (each reduction applies SGD with lrs[i]), "grads" (the reductions
+        store the gradients into self._g, no update)."""
         K = _kernels()
         prec = self.precision
         rng = nvtx.range if ranges else _null_range
@@ -214,10 +213,6 @@ class TritonBackend(GraphedBackend):
                 else:
                     K.launch_reduce(ws, s, p_upd, g=self._g.layer[l])
                 g = gx
-        if mode == "split":
-            with rng(f"mzsr/adapt/step{i}/update"):
-                K.launch_sgd(P.flat, self._gflat, lrs, i)
-                P.refresh_copies()
 
     # ------------------------------------------------------------------ interface
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -269,9 +264,7 @@ class TritonBackend(GraphedBackend):
         pl = self._plan(x.shape)
         pl.load(x, target)
         self._lr1.fill_(float(lr))
-        self._gflat.zero_()
-        self._run_step(pl, self._p, self._lr1, 0, self._loss1, 0,
-                       mode="fused" if self.fuse_update else "split", ranges=True)
+        self._run_step(pl, self._p, self._lr1, 0, self._loss1, 0, mode="fused", ranges=True)
         return self._loss1[0].clone()
 
     def adapt(self, x: torch.Tensor, target: torch.Tensor, schedule: Sequence[float]) -> torch.Tensor:
@@ -288,10 +281,8 @@ class TritonBackend(GraphedBackend):
         if not self.use_graphs:
             lrs = sched.to(self.device)
             losses = torch.zeros(k, dtype=torch.float32, device=self.device)
-            mode = "fused" if self.fuse_update else "split"
-            self._gflat.zero_()
             for i in range(k):
-                self._run_step(pl, self._p, lrs, i, losses, i, mode=mode, ranges=True)
+                self._run_step(pl, self._p, lrs, i, losses, i, mode="fused", ranges=True)
             return losses
         key = (tuple(x.shape), k, self._has_bias)
         ent = self._graphs.get(key)
@@ -320,30 +311,6 @@ class TritonBackend(GraphedBackend):
             graph.replay()
         return losses.clone()
 
-    def warmup(self, shape: Sequence[int], steps: int = 0, upscale_shape: Sequence[int] | None = None) -> None:
-        """Compile/autotune (and on CUDA capture) for adaptation inputs of ``shape`` and
-        ``steps`` steps and an upscale of ``upscale_shape``, without touching the current
-        parameters' values (uses the prepared ones, or zeros)."""
-        was = self._prepared
-        self._prepared = True
-        try:
-            saved = self._p.clone()
-            x = torch.rand(tuple(shape), device=self.device)
-            if steps:
-                self.adapt(x, x.clone(), [0.0] * steps)
-            else:
-                pl = self._plan(x.shape)
-                pl.load(x, x)
-                scratch = self._p.clone()
-                self._run_step(pl, scratch, self._lr1, 0, self._loss1, 0, mode="fused", ranges=False)
-            if upscale_shape is not None:
-                self.upscale(torch.rand(tuple(upscale_shape), device=self.device))
-            self._flat.copy_(saved.flat)
-            self._tflat.copy_(saved.tflat)
-            self._dflat.copy_(saved.dflat)
-        finally:
-            self._prepared = was
-
     def describe(self) -> str:
         g = "cuda-graphs" if self.use_graphs else "eager"
         return f"{self.name}[{self.precision}, {g}] on {self.device}"
@@ -359,22 +326,3 @@ class _NullRange:
 
 def _null_range(name: str) -> _NullRange:
     return _NullRange()
-
-
-def warmup(shapes: Sequence[tuple], device="cuda", precision: str = "tf32", steps: int = 1) -> None:
-    """Compile and autotune the kernels for adaptation inputs of each ``(N, 3, H, W)`` in
-    ``shapes`` (and the 2x upscale of each), so that a first CUDA-graph capture includes no
-    tuning.  The autotuning cache is per process and shared by all backend instances."""
-    b = TritonBackend(device=device, precision=precision, use_graphs=False)
-    b.prepare(model.init_params(0, device=device), shapes[0] if shapes else (1, 3, 16, 16))
-    for s in shapes:
-        n, c, h, w = s
-        b.warmup(s, 0, upscale_shape=(n, c, 2 * h, 2 * w))
-
-
-if __name__ == "__main__":  # the profiler lives in triton_profile.py (README: python -m mzsr_fast.backends.triton)
-    import sys
-
-    from .triton_profile import _main
-
-    sys.exit(_main())
