@@ -16,14 +16,15 @@ Environment:
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import os
-import platform
 import re
 import statistics
 import subprocess
 import time
+
+# the package's machine facts (``mzsr-fast info`` / ``eval --json`` report the same ones)
+from mzsr_fast.machine import machine_info  # noqa: F401  (part of the harness API)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -32,48 +33,6 @@ COLUMNS = ("date", "commit", "benchmark", "provider", "size", "median", "min", "
 
 
 # ----------------------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    """CPU model and cores, memory, torch/triton versions, GPU name, UTC date."""
-    import torch
-
-    info = {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "host": platform.node(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    try:
-        with open("/proc/meminfo") as f:
-            info["mem_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except ImportError:
-        pass
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        info.update(gpu=p.name, gpu_sms=p.multi_processor_count, cuda=torch.version.cuda,
-                    gpu_mem_gib=round(p.total_memory / 2**30, 1))
-    return info
-
-
 def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
 

@@ -3,8 +3,8 @@ so that nothing measured is lost: the H100 runs' JSONs (benchmarks/results/gpu_2
 into ``h100.csv``; the numbers that source comments quoted (csrc/cpu, the 2-core AMD EPYC
 Zen 4 dev VM of 2026-11-26), bench_cpu.py's interleaved whole-call runs on that VM (with
 their PSNR and peak-RSS side measurements) and bench_large.py's memory calibration into
-``cpu-amd-epyc-2c.csv``; the CUDA op count prep.py quoted into ``h100.csv``.  Each row's ``source`` names the file it came from; rows already
-in a table are not added again.
+``cpu-amd-epyc-2c.csv``; the CUDA op count prep.py quoted into ``h100.csv``.  Each row's
+``source`` names the file it came from; rows already in a table are not added again.
 
     python -m benchmarks.import_legacy
 """

@@ -195,7 +195,7 @@ def _cmd_eval(a) -> int:
     print("  " + "-" * 60)
     print("  " + _fmt_row(res["mean"], steps_list))
     if a.json:
-        from .benchutil import machine_info
+        from .machine import machine_info
 
         res["machine"] = machine_info()
         _write_text_atomic(Path(a.json), json.dumps(res, indent=1))
@@ -220,7 +220,7 @@ def _cmd_info(a) -> int:
     import torch
 
     from . import __version__, _ext, backends
-    from .benchutil import _cpu_model
+    from .machine import cpu_model as _cpu_model
 
     print(f"mzsr_fast {__version__}  python {platform.python_version()}  torch {torch.__version__}"
           f"  numpy {np.__version__}")

@@ -1,6 +1,6 @@
-"""``python -m mzsr_fast.backends.triton`` (or ``-m mzsr_fast.backends.triton_profile``): time
-the Triton backend's graph-replayed adaptation + 2x upscale against the reference backend
-(cuDNN) and print the per-kernel CUDA time.  Needs a GPU."""
+"""``python -m mzsr_fast.backends.triton_profile``: time the Triton backend's graph-replayed
+adaptation + 2x upscale against the reference backend (cuDNN) and print the per-kernel CUDA
+time.  Needs a GPU."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +9,7 @@ from .. import model
 
 
 def _main(argv=None) -> int:
-    """``python -m mzsr_fast.backends.triton [--size 256] [--steps 10] [--precision tf32]``:
+    """``python -m mzsr_fast.backends.triton_profile [--size 256] [--steps 10] [--precision tf32]``:
     time the graph-replayed adaptation + 2x upscale against the reference backend and print
     the per-kernel CUDA time (torch.profiler; kernel names are the jitted functions')."""
     import argparse
@@ -21,15 +21,23 @@ def _main(argv=None) -> int:
     ap.add_argument("--precision", default="tf32", choices=("fp32", "tf32", "bf16"))
     ap.add_argument("--reps", type=int, default=20)
     a = ap.parse_args(argv)
-    from ..benchutil import gpu_adapt_case
     from .reference import ReferenceBackend
     from .triton import TritonBackend
 
-    case = gpu_adapt_case(a.size, a.steps)
-    if case is None:
+    if not torch.cuda.is_available():
+        print("needs CUDA")
         return 2
-    dev, p, x, t, up, sched = case
+    dev = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
     s = a.size
+    # random (1, 3, s, s) input / target and (1, 3, 2s, 2s) upscale input, seed-0 params; the
+    # kernels' work does not depend on the learning rates (device tensors), so one constant lr
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, s, s, generator=g).to(dev)
+    t = torch.rand(1, 3, s, s, generator=g).to(dev)
+    up = torch.rand(1, 3, 2 * s, 2 * s, generator=g).to(dev)
+    p = model.init_params(0, device=dev)
+    sched = [1e-2] * a.steps
 
     def timed(b):
         def once():
