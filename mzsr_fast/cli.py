@@ -68,10 +68,16 @@ def _cmd_upscale(a) -> int:
     options = dict(steps=a.steps, subsampling=a.subsampling, weights=a.weights, backend=a.backend, device=a.device,
                    precision=a.precision, max_memory=a.max_memory, adapt_on=a.adapt_on, lr_search=a.lr_search,
                    quality=a.quality, ensemble=a.ensemble, back_projection=a.back_projection)
+    if a.save_kernel and not _is_single(inputs, out):
+        raise ValueError("--save-kernel takes one input file (the kernel of that image)")
+    if a.save_kernel and not str(a.save_kernel).endswith(".npy"):
+        raise ValueError(f"--save-kernel writes a .npy file, got {a.save_kernel!r}")
     if _is_single(inputs, out):
         # one file: any problem is the command's error (one line, exit 2 or 1; see main)
         if a.suffix or a.ext:
             raise ValueError("--suffix and --ext name the files of an output folder; -o here is a file")
+        if a.save_kernel and Path(a.save_kernel).exists() and not a.force:
+            raise ValueError(f"--save-kernel {a.save_kernel} exists (--force overwrites it)")
         r = batch.upscale_one(inputs[0], out, scale=a.scale, kernel=a.kernel, hr=a.hr, force=a.force,
                               skip_existing=a.skip_existing, progress=progress, **options)
         if r.status == "skipped":
@@ -79,6 +85,12 @@ def _cmd_upscale(a) -> int:
             return 0
         _print_done(r, a.scale, detail=True)
         print(f"wrote {r.output}")
+        if a.save_kernel:
+            k = (r.info or {}).get("kernel")
+            if k is None:
+                raise ValueError("--save-kernel: this call used no kernel (bicubic degradation)")
+            _save_npy_atomic(Path(a.save_kernel), np.asarray(k, dtype=np.float64))
+            print(f"wrote the kernel to {a.save_kernel}")
         return 0
 
     def report(r) -> None:
@@ -135,8 +147,15 @@ def _list_images(d: Path) -> list[Path]:
 
 
 def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend="auto", device=None,
-             precision="fp32", progress=True, lr_search=False) -> dict:
+             precision="fp32", progress=True, lr_search=False, kernel_mode="true", quality=None, seed=0) -> dict:
     """Degrade each HR per the setting, adapt, and measure (see ``mzsr-fast eval``).
+
+    ``setting``: one of the paper's (SPEC section 2) or ``"random"``: image i gets the i-th of
+    :func:`mzsr_fast.kernel_estimate.random_kernels` (anisotropic Gaussians, seeded by
+    ``seed``), direct subsampling.  ``kernel_mode``: what the adaptation is told, ``"true"``
+    (the degradation's kernel), ``"estimate"`` (``kernel="estimate"``: blind) or ``"none"``
+    (bicubic assumption).  ``quality``: an ``adapt_and_upscale`` preset, with each ``k`` of
+    ``steps_list`` as its steps.
 
     Returns ``{"rows": [{image, bicubic: (psnr, ssim), mzsr{k}: (psnr, ssim, seconds)}], "mean": {...}}``.
     """
@@ -146,9 +165,18 @@ def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend
     from .degradation import degrade, imresize
     from .degradation import setting as get_setting
 
-    kernel, sub = get_setting(setting)
+    if kernel_mode not in ("true", "estimate", "none"):
+        raise ValueError(f"kernel must be true, estimate or none, got {kernel_mode!r}")
+    files = _list_images(Path(hr_dir))
+    if setting == "random":
+        from .kernel_estimate import random_kernels
+
+        kernels, sub = random_kernels(len(files), seed=seed, scale=scale), "direct"
+    else:
+        kernel, sub = get_setting(setting)
+        kernels = [kernel] * len(files)
     rows = []
-    for f in _list_images(Path(hr_dir)):
+    for f, kernel in zip(files, kernels):
         hr = np.asarray(mio.load_image(f).convert("RGB"))
         hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
         lr = degrade(hr, kernel, scale, sub)
@@ -157,8 +185,10 @@ def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend
         row["bicubic"] = (metrics.psnr_y(bic, hr, scale), metrics.ssim_y(bic, hr, scale))
         for k in steps_list:
             t = time.perf_counter()
-            sr = adapt_and_upscale(lr, scale=scale, kernel=kernel, steps=k, subsampling=sub, weights=weights,
-                                   backend=backend, device=device, precision=precision, lr_search=lr_search)
+            told = {"true": kernel, "estimate": "estimate", "none": None}[kernel_mode]
+            sr = adapt_and_upscale(lr, scale=scale, kernel=told, steps=k, subsampling=sub, weights=weights,
+                                   backend=backend, device=device, precision=precision, lr_search=lr_search,
+                                   quality=quality)
             dt = time.perf_counter() - t
             row[f"mzsr{k}"] = (metrics.psnr_y(sr, hr, scale), metrics.ssim_y(sr, hr, scale), dt)
         rows.append(row)
@@ -168,8 +198,8 @@ def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend
     for key in ["bicubic"] + [f"mzsr{k}" for k in steps_list]:
         vals = np.array([r[key] for r in rows], dtype=np.float64)
         mean[key] = tuple(vals.mean(axis=0).tolist())
-    return {"setting": setting, "scale": scale, "steps": list(steps_list), "lr_search": bool(lr_search), "rows": rows,
-            "mean": mean}
+    return {"setting": setting, "scale": scale, "steps": list(steps_list), "lr_search": bool(lr_search),
+            "kernel": kernel_mode, "quality": quality, "seed": seed, "rows": rows, "mean": mean}
 
 
 def _fmt_row(row, steps_list) -> str:
@@ -189,9 +219,11 @@ def _cmd_eval(a) -> int:
         raise ValueError(f"--steps must be a comma list of ints >= 0, got {a.steps!r}")
     if a.json and not Path(a.json).parent.is_dir():  # fail before the evaluation, not after it
         raise ValueError(f"--json: output folder {Path(a.json).parent} does not exist")
-    print(f"eval {a.hr_dir} setting {a.setting} x{a.scale}, steps {steps_list} (PSNR/SSIM on Y, shave {a.scale})")
+    print(f"eval {a.hr_dir} setting {a.setting} x{a.scale}, steps {steps_list}, kernel {a.kernel}"
+          + (f", quality {a.quality}" if a.quality else "") + f" (PSNR/SSIM on Y, shave {a.scale})")
     res = evaluate(a.hr_dir, a.setting, steps_list, scale=a.scale, weights=a.weights, backend=a.backend,
-                   device=a.device, precision=a.precision, lr_search=a.lr_search)
+                   device=a.device, precision=a.precision, lr_search=a.lr_search, kernel_mode=a.kernel,
+                   quality=a.quality, seed=a.seed)
     print("  " + "-" * 60)
     print("  " + _fmt_row(res["mean"], steps_list))
     if a.json:
@@ -201,6 +233,19 @@ def _cmd_eval(a) -> int:
         _write_text_atomic(Path(a.json), json.dumps(res, indent=1))
         print(f"wrote {a.json}")
     return 0
+
+
+def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    """``np.save`` through a temp file in the same folder + rename (never half-written)."""
+    if not path.parent.is_dir():
+        raise ValueError(f"output folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    try:
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -270,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".mat (key 'kernel') or .npy blur kernel, or 'estimate' (a blind estimate from each "
                         "image); none = bicubic. A kernel file beside an image (img.npy, img_kernel.npy, img.mat, "
                         "img_kernel.mat) is used for that image instead")
+    u.add_argument("--save-kernel", default=None, metavar="F.npy",
+                   help="also write the kernel used (e.g. the --kernel estimate result) as .npy (one input)")
     u.add_argument("--steps", type=int, default=None,
                    help="SGD steps of adaptation per image (default 10, or the --quality preset's)")
     u.add_argument("--quality", default=None, choices=["fast", "balanced", "best"],
@@ -295,7 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="degrade HR images per a paper setting, adapt, print PSNR/SSIM")
     e.add_argument("--hr-dir", required=True)
-    e.add_argument("--setting", required=True, choices=["g^d_0.2", "g^d_2.0", "g^d_ani", "g^b_1.3"])
+    e.add_argument("--setting", required=True, choices=["g^d_0.2", "g^d_2.0", "g^d_ani", "g^b_1.3", "random"],
+                   help="a paper setting, or random: seeded random anisotropic Gaussians, one per image (--seed)")
+    e.add_argument("--kernel", default="true", choices=["true", "estimate", "none"],
+                   help="what the adaptation is told: the true kernel, a blind estimate, or none (bicubic)")
+    e.add_argument("--quality", default=None, choices=["fast", "balanced", "best"],
+                   help="an adapt_and_upscale preset (its ensemble and back-projection; --steps still apply)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random setting's kernels [%(default)s]")
     e.add_argument("--steps", default="1,10", help="comma list of step counts (default 1,10)")
     e.add_argument("--json", default=None, help="also write the results as JSON")
     _common_model_args(e)
