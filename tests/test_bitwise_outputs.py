@@ -80,14 +80,9 @@ def _isa() -> str:
 
 
 def _machine() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "?"
+    from mzsr_fast.machine import cpu_model
+
+    return cpu_model()
 
 
 @pytest.fixture(scope="module")

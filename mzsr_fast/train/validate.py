@@ -19,6 +19,7 @@ import torch
 
 from .. import metrics
 from ..api import adapt_and_upscale
+from ..kernel_eval import load_hr
 from ..degradation import degrade, gaussian_kernel, imresize
 
 __all__ = ["SETTINGS", "ValSet", "ValSuite", "load_valset", "load_suite", "validate", "validate_suite"]
@@ -43,23 +44,11 @@ class ValSet:
 
 
 def load_valset(folder, setting: str = "g20", scale: int = 2, limit: int | None = None) -> ValSet:
-    from PIL import Image
-
     if setting not in SETTINGS:
         raise ValueError(f"unknown validation setting {setting!r}; choose from {sorted(SETTINGS)}")
     kargs, sub = SETTINGS[setting]
     k = gaussian_kernel(*kargs)
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
-    if not files:
-        raise ValueError(f"no validation images in {folder}")
-    items = []
-    for p in files[:limit]:
-        with Image.open(p) as im:
-            hr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        hr = np.ascontiguousarray(hr[:h, :w])
-        lr = degrade(hr, k, scale, sub)
-        items.append((p.stem, lr, hr))
+    items = [(stem, degrade(hr, k, scale, sub), hr) for stem, hr in load_hr(folder, scale, limit)]
     return ValSet(items, k, scale, sub, setting)
 
 
