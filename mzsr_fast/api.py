@@ -140,7 +140,8 @@ def adapt_and_upscale(
     params = _options.params_on(params, wdesc, opts.device)
     be = _options.backend_instance(backend, opts.device, precision)
     plan = _plan.plan(be.name, h, w, scale, steps, opts.budget, opts.budget_source, adapt_on=adapt_on,
-                      crop_size=crop_size, n_crops=n_crops)
+                      crop_size=crop_size, n_crops=n_crops, ensemble=opts.ensemble,
+                      back_projection=opts.back_projection)
     t_setup = time.perf_counter() - t0
     r = _run.run(be, params, xs, k, scale, sub_eff, sched, plan, crop_size=crop_size, n_crops=n_crops,
                  crop_seed=crop_seed, lr_search=lr_search, timed=return_info, progress=progress,

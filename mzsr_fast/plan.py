@@ -21,7 +21,7 @@ import math
 
 from .tiles import HALO, MIN_TILE, region_shape, tiles
 
-__all__ = ["IMAGE_BYTES", "MEMORY_BYTES_PER_PIXEL", "memory_per_pixel",
+__all__ = ["IMAGE_BYTES", "REFINE_BYTES", "MEMORY_BYTES_PER_PIXEL", "memory_per_pixel",
            "Plan", "plan"]
 
 #: working bytes per pixel (besides the input/output images) of ``forward`` (per pixel of
@@ -59,6 +59,11 @@ def memory_per_pixel(backend, kind: str) -> float:
 #: (io.from_internal: a clamped copy and a concatenated copy, then the caller's dtype)
 #: adds up to 3 x 12.  Measured, not guessed: see benchmarks/bench_large.py.
 IMAGE_BYTES = {"lr": 24, "son_up": 12, "lr_up": 12, "hr_out": 12, "hr_convert": 36}
+
+#: peak bytes per HR output pixel of the test-time refinements (mzsr_fast.run.refine), on the
+#: whole output: the 8-frame ensemble (8 outputs, their stack and sort) and back-projection.
+#: Measured by benchmarks/mem_refine.py (rows memory/refine_* of the results tables).
+REFINE_BYTES = {"ensemble": 550, "back_projection": 200}
 
 
 @dataclasses.dataclass
@@ -114,14 +119,17 @@ def _bytes(n_px: int, per_px: float) -> int:
 
 
 def plan(backend, h: int, w: int, scale: int, steps: int, budget: int, budget_source: str = "max_memory", *,
-         adapt_on: str = "full", crop_size: int = 128, n_crops: int = 16) -> Plan:
+         adapt_on: str = "full", crop_size: int = 128, n_crops: int = 16, ensemble: bool = False,
+         back_projection: int = 0) -> Plan:
     """Choose tiles for one ``h x w`` LR image so that each phase fits ``budget`` bytes.
 
     ``backend``: its name (or an object with ``.name``), for :func:`memory_per_pixel`.
     Phase bytes = image buffers (:data:`IMAGE_BYTES`) + ``memory_per_pixel(backend, kind)``
     x the pixels the backend works on at once + ``memory_per_pixel(backend, "const")``.  A
     phase runs whole when it fits, else on the largest tile that fits.  Raises ValueError when the
-    image buffers alone, or with the smallest tile (16 px), exceed the budget.
+    image buffers alone, or with the smallest tile (16 px), exceed the budget.  ``ensemble`` /
+    ``back_projection`` (the test-time refinements) work on the whole output, untiled: their
+    :data:`REFINE_BYTES` must fit beside the output.
     """
     lr_px, hr_px = h * w, h * w * scale * scale
     H, W = h * scale, w * scale
@@ -171,6 +179,10 @@ def plan(backend, h: int, w: int, scale: int, steps: int, budget: int, budget_so
     convert = _bytes(lr_px, IMAGE_BYTES["lr"]) + _bytes(hr_px, IMAGE_BYTES["hr_out"] + IMAGE_BYTES["hr_convert"])
     if convert > budget:
         need.append(("the output conversion", convert))
+    refine = (REFINE_BYTES["ensemble"] if ensemble else 0) + (REFINE_BYTES["back_projection"] if back_projection else 0)
+    if refine and _bytes(hr_px, refine + IMAGE_BYTES["hr_out"]) > budget:
+        what = " and ".join(n.replace("_", "-") for n, on in (("ensemble", ensemble), ("back_projection", back_projection)) if on)
+        need.append((f"the {what} (whole output, not tiled)", _bytes(hr_px, refine + IMAGE_BYTES["hr_out"])))
     if need:
         what, n = max(need, key=lambda t: t[1])
         raise ValueError(

@@ -124,3 +124,23 @@ def test_bad_options_are_clear_errors(kw, msg):
     lr, _ = _lr()
     with pytest.raises(ValueError, match=msg):
         adapt_and_upscale(lr, kernel=K, steps=1, backend="reference", **kw)
+
+
+def test_refine_memory_is_planned():
+    """The ensemble and back-projection run on the whole output: a budget the tiles fit but
+    they do not is a clear error naming them, before any work."""
+    from mzsr_fast import plan as planner
+
+    h = w = 256
+    hr_px = h * w * 4
+    refine_need = hr_px * (planner.REFINE_BYTES["ensemble"] + planner.REFINE_BYTES["back_projection"]
+                           + planner.IMAGE_BYTES["hr_out"])
+    budget = refine_need - 1
+    p = planner.plan("reference", h, w, 2, 1, budget)  # without the refinements the image fits (tiled)
+    assert p is not None
+    with pytest.raises(ValueError, match="ensemble and back-projection"):
+        planner.plan("reference", h, w, 2, 1, budget, ensemble=True, back_projection=20)
+    planner.plan("reference", h, w, 2, 1, refine_need + 1, ensemble=True, back_projection=20)
+    lr, _ = _lr(h, w)
+    with pytest.raises(ValueError, match="ensemble"):
+        adapt_and_upscale(lr, kernel=K, steps=1, backend="reference", quality="best", max_memory=budget)
