@@ -3,15 +3,14 @@ SIGKILL it resumes exactly (same weights and Adam state as an uninterrupted run)
 validation suite reports every cell and selects best.safetensors by the mean over cells."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
+from killutil import kill_at_checkpoint
 from mzsr_fast.train import campaign
 from mzsr_fast.train import checkpoint as ck
 from mzsr_fast.train.log import read_log
@@ -72,29 +71,9 @@ def test_campaign_killed_then_resumed_by_the_same_command_is_exact(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
 
     run = _campaign(tmp_path, "run", steps)
-    p = subprocess.Popen(_cmd(run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt, killed_at = run / "ckpt.pt", None
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:
-            st = None
-            if ckpt.exists():
-                try:
-                    st = ck.load_checkpoint(ckpt)
-                except ValueError:
-                    st = None  # being replaced right now
-            if st is not None and st["step"] >= 4:  # past the first validation (step 3)
-                killed_at = st["step"]
-                break
-            assert p.poll() is None, p.stderr.read().decode()[-3000:]
-            time.sleep(0.05)
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert killed_at is not None and killed_at < steps, killed_at
-    assert p.returncode == -signal.SIGKILL
+    ckpt = run / "ckpt.pt"
+    killed_at = kill_at_checkpoint(_cmd(run), _env(), ckpt, 4)  # past the first validation (step 3)
+    assert killed_at < steps, killed_at
 
     r = subprocess.run(_cmd(run), env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -2,15 +2,14 @@
 weights as an uninterrupted run), the last good checkpoint always loads, a failed write
 never touches it, and a diverging run stops with a clear message keeping it."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
+from killutil import kill_at_checkpoint
 from mzsr_fast.train import checkpoint as ck
 
 pytestmark = pytest.mark.slow
@@ -50,29 +49,8 @@ def test_sigkill_then_resume_is_exact(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
 
     # a long run, killed with SIGKILL once a few checkpoints exist
-    p = subprocess.Popen(_cmd(data, run, 10_000), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = run / "ckpt.pt"
-    deadline = time.time() + 240
-    killed_at = None
-    try:
-        while time.time() < deadline:
-            if ckpt.exists():
-                try:
-                    st = ck.load_checkpoint(ckpt)
-                except ValueError:
-                    st = None  # being replaced right now: not an error of the file on disk
-                if st is not None and st["step"] >= 3:
-                    killed_at = st["step"]
-                    break
-            assert p.poll() is None, p.stderr.read().decode()[-3000:]
-            time.sleep(0.05)
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert killed_at is not None, "the run never wrote a checkpoint"
-    assert p.returncode == -signal.SIGKILL
+    killed_at = kill_at_checkpoint(_cmd(data, run, 10_000), _env(), ckpt, 3)
     st = ck.load_checkpoint(ckpt)  # the last good checkpoint is intact
     assert st["step"] >= killed_at and all(torch.isfinite(v).all() for v in st["params"].values())
     assert st["step"] < steps, "killed too late for the resume to be tested"
