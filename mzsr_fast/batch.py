@@ -198,8 +198,7 @@ def upscale_one(path, output, *, scale: int = 2, kernel=None, hr=None, force: bo
     res.size = img.size
     hr_arr = None
     if hr_path is not None:
-        hr_arr = np.asarray(mio.load_image(hr_path).convert("RGB"))
-        hr_arr = hr_arr[: hr_arr.shape[0] - hr_arr.shape[0] % scale, : hr_arr.shape[1] - hr_arr.shape[1] % scale]
+        hr_arr = mio.load_hr_image(hr_path, scale)
         want = (img.size[1] * scale, img.size[0] * scale)
         if hr_arr.shape[:2] != want:
             raise ValueError(f"--hr {hr_path} is {hr_arr.shape[0]}x{hr_arr.shape[1]} (cropped to a multiple of "

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .batch import _one_line
+
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=int, default=2, help="upscaling factor (default 2)")
@@ -58,6 +60,7 @@ def _is_single(inputs: list[str], output: str) -> bool:
 
 def _cmd_upscale(a) -> int:
     from . import batch
+    from . import io as mio
 
     inputs, out = list(a.inputs), a.output
     if out is None:  # the two-argument form IN OUT
@@ -89,7 +92,7 @@ def _cmd_upscale(a) -> int:
             k = (r.info or {}).get("kernel")
             if k is None:
                 raise ValueError("--save-kernel: this call used no kernel (bicubic degradation)")
-            _save_npy_atomic(Path(a.save_kernel), np.asarray(k, dtype=np.float64))
+            mio.write_atomic(a.save_kernel, lambda f: np.save(f, np.asarray(k, dtype=np.float64)))
             print(f"wrote the kernel to {a.save_kernel}")
         return 0
 
@@ -177,8 +180,7 @@ def evaluate(hr_dir, setting: str, steps_list, *, scale=2, weights=None, backend
         kernels = [kernel] * len(files)
     rows = []
     for f, kernel in zip(files, kernels):
-        hr = np.asarray(mio.load_image(f).convert("RGB"))
-        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        hr = mio.load_hr_image(f, scale)
         lr = degrade(hr, kernel, scale, sub)
         row = {"image": f.name}
         bic = imresize(lr, scale)
@@ -230,35 +232,11 @@ def _cmd_eval(a) -> int:
         from .machine import machine_info
 
         res["machine"] = machine_info()
-        _write_text_atomic(Path(a.json), json.dumps(res, indent=1))
+        from . import io as mio
+
+        mio.write_atomic(a.json, lambda f: f.write(json.dumps(res, indent=1).encode()))
         print(f"wrote {a.json}")
     return 0
-
-
-def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    """``np.save`` through a temp file in the same folder + rename (never half-written)."""
-    if not path.parent.is_dir():
-        raise ValueError(f"output folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    try:
-        np.save(tmp, arr)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """temp file in the same folder + rename: ``path`` is never left half-written."""
-    if not path.parent.is_dir():
-        raise ValueError(f"output folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _cmd_info(a) -> int:
@@ -393,10 +371,6 @@ def main(argv=None) -> int:
         print(f"mzsr-fast {args.cmd}: internal error: {type(e).__name__}: {_one_line(e)} "
               f"(MZSR_FAST_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 1
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ import torch
 
 from .degradation import check_kernel, imresize
 
-__all__ = ["ImageMeta", "to_internal", "from_internal", "load_image", "save_image", "check_output_path",
-           "load_kernel", "MAX_IMAGE_PIXELS"]
+__all__ = ["ImageMeta", "to_internal", "from_internal", "load_image", "load_hr_image", "save_image",
+           "check_output_path", "write_atomic", "load_kernel", "MAX_IMAGE_PIXELS"]
 
 #: refuse images above this many pixels when decoding files (decompression bombs)
 MAX_IMAGE_PIXELS = 40_000 * 40_000 // 4
@@ -287,6 +287,31 @@ def load_image(path) -> "Any":
 
 class _Bomb(Exception):
     pass
+
+
+def load_hr_image(path, scale: int) -> np.ndarray:
+    """A ground-truth image: :func:`load_image` as RGB, cropped (bottom and right) to a
+    multiple of ``scale`` so that it matches an ``x scale`` upscale; ``(H, W, 3) uint8``,
+    contiguous."""
+    hr = np.asarray(load_image(path).convert("RGB"))
+    return np.ascontiguousarray(hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale])
+
+
+def write_atomic(path, write) -> None:
+    """``write(f)`` into a temp file (binary) in ``path``'s folder, then renamed over ``path``:
+    ``path`` is either untouched or complete; a failed write leaves no temp file.  The folder
+    must exist (``ValueError`` naming it)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"output folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 #: output extension -> PIL format

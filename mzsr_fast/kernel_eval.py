@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import metrics
+from .io import load_hr_image, write_atomic
 from .api import adapt_and_upscale
 from .degradation import degrade, setting as _setting
 from .kernel_estimate import estimate_kernel, kernel_error, random_kernel_params, random_kernels
@@ -31,18 +30,10 @@ DIRECT_SETTINGS = ("g^d_0.2", "g^d_2.0", "g^d_ani")
 
 def load_hr(folder, scale: int = 2, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """``[(stem, hr (H, W, 3) uint8 mod-cropped to the scale)]`` of the images of ``folder``."""
-    from PIL import Image
-
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
     if not files:
         raise ValueError(f"no images in {folder}")
-    out = []
-    for p in files[:limit]:
-        with Image.open(p) as im:
-            hr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        out.append((p.stem, np.ascontiguousarray(hr[:h, :w])))
-    return out
+    return [(p.stem, load_hr_image(p, scale)) for p in files[:limit]]
 
 
 def cases(images, setting: str, *, n_random: int = 20, seed: int = 0, random_pairs: str = "all", scale: int = 2):
@@ -123,10 +114,7 @@ def summarize(rows) -> dict:
 def _write_json(path, obj) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 def main(argv=None) -> int:

@@ -483,8 +483,7 @@ def _cmd_zssr(a) -> int:
           f"(train {t['train']:.2f} s, {info['iterations']} iterations, lr changes at {info['lr_changes']}; "
           f"ensemble + back-projection {t['ensemble']:.2f} s) on {info['device']}, seed {info['seed']}")
     if a.hr:
-        hr = np.asarray(_io.load_image(a.hr).convert("RGB"))
-        hr = hr[: hr.shape[0] - hr.shape[0] % a.scale, : hr.shape[1] - hr.shape[1] % a.scale]
+        hr = _io.load_hr_image(a.hr, a.scale)
         srr = np.asarray(sr.convert("RGB"))
         bic = imresize(np.asarray(img.convert("RGB")), a.scale)
         print(f"PSNR/SSIM (Y, shave {a.scale}): ZSSR {metrics.psnr_y(srr, hr, a.scale):.2f} dB / "

@@ -150,8 +150,7 @@ def zssr_with_curve(lr: np.ndarray, hr: np.ndarray, scale: int, kernel, cfg: ZSS
 
 def run_image(path: Path, kernel, sub: str, a, zcfg: ZSSRConfig) -> dict:
     s = a.scale
-    hr = np.asarray(mio.load_image(path).convert("RGB"))
-    hr = hr[: hr.shape[0] - hr.shape[0] % s, : hr.shape[1] - hr.shape[1] % s]
+    hr = mio.load_hr_image(path, s)
     lr = degrade(hr, kernel, s, sub)  # uint8, bit-exact with the official LR for g^d_2.0
     row = {"image": path.name, "hr_shape": list(hr.shape), "lr_shape": list(lr.shape), "methods": {}}
 

@@ -34,7 +34,7 @@ PROVIDERS = ["reference_tf32" if H.on_cuda() else "reference_fp32"] + [
 
 def load_set(names, scale=2):
     """-> [(name, HR (h, w, 3) uint8 mod-cropped to ``scale``)] from ``$MZSR_FAST_DATA/set5``."""
-    from PIL import Image
+    from mzsr_fast.io import load_hr_image
 
     d = os.path.join(H.default_data_dir(), "set5")
     out = []
@@ -42,8 +42,7 @@ def load_set(names, scale=2):
         p = os.path.join(d, f"{n}.png")
         if not os.path.isfile(p):
             pytest.fail(f"{p} not found (set MZSR_FAST_DATA to the folder holding set5/)")
-        hr = np.asarray(Image.open(p).convert("RGB"))
-        out.append((n, hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]))
+        out.append((n, load_hr_image(p, scale)))
     return out
 
 
