@@ -172,8 +172,7 @@ def refine(be, lr: torch.Tensor, sr: torch.Tensor, kernel: np.ndarray | None, sc
         with make_progress(8, "ensemble", progress if tile is not None else False, unit="frame") as bar:
             sr = self_ensemble(lambda f: upscale(be, f, scale, tile=tile), lr, scale, kernel, subsampling,
                                bp_iters=0, first=sr, progress=bar)
-    sub = subsampling if kernel is not None else "bicubic"
-    return back_project(sr, lr, kernel, scale, sub, back_projection)
+    return back_project(sr, lr, kernel, scale, subsampling, back_projection)  # kernel None: bicubic
 
 
 # ----------------------------------------------------------------------------- one call
