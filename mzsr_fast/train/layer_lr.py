@@ -24,6 +24,7 @@ equals the original's (test ``tests/test_train_layer_lr.py``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -85,21 +86,30 @@ def _log_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def unrolled_losses(params: Mapping[str, torch.Tensor], log_a: torch.Tensor, log_g: torch.Tensor, task,
-                    base: Sequence[float], report: Sequence[int]) -> dict[int, torch.Tensor]:
+                    base: Sequence[float], report: Sequence[int], *, graph: bool = True) -> dict[int, torch.Tensor]:
     """Adapt ``fold(params, log_a)`` on the task's son -> LR pair for ``len(base)`` SGD steps
-    of L1 at ``_schedule(base, log_g)`` (graph kept: second order), and return
-    ``{n: log MSE(f(theta_n, LR_up), HR)}`` for ``n`` in ``report`` (0 = unadapted)."""
+    of L1 at ``_schedule(base, log_g)`` and return ``{n: log MSE(f(theta_n, LR_up), HR)}`` for
+    ``n`` in ``report`` (0 = unadapted).  ``graph``: keep the graph through every step (second
+    order, for the meta-gradient); else plain steps and the MSE of the clamped output, as
+    ``adapt_and_upscale`` returns it (the evaluation)."""
     fast = fold(params, log_a)
     rates = _schedule(base, log_g)
+    if not graph:
+        fast = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
+        rates = [float(r) for r in rates]
     out = {}
     for n in range(len(base) + 1):
         if n in report:
-            out[n] = _log_mse(functional_forward(fast, task.x_te), task.y_te)
+            with contextlib.nullcontext() if graph else torch.no_grad():
+                pred = functional_forward(fast, task.x_te)
+                out[n] = _log_mse(pred if graph else pred.clamp(0, 1), task.y_te)
         if n == len(base):
             break
         loss = (functional_forward(fast, task.x_tr) - task.y_tr).abs().mean()
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=graph)
         fast = {k: v - rates[n] * g for (k, v), g in zip(fast.items(), grads)}
+        if not graph:
+            fast = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
     return out
 
 
@@ -107,32 +117,12 @@ def _psnr(log_mse: float) -> float:
     return -10.0 * log_mse / math.log(10.0)
 
 
-@torch.no_grad()
-def _adapted_psnr(params, log_a, log_g, task, base, report) -> dict[int, float]:
-    """Like :func:`unrolled_losses` without a graph: PSNR (dB) after each step in ``report``."""
-    with torch.enable_grad():
-        fast = {k: v.detach().requires_grad_(True) for k, v in fold(params, log_a).items()}
-        rates = [float(r) for r in _schedule(base, log_g)]
-        out = {}
-        for n in range(len(base) + 1):
-            if n in report:
-                with torch.no_grad():
-                    pred = functional_forward(fast, task.x_te).clamp(0, 1)
-                    out[n] = _psnr(float(_log_mse(pred, task.y_te)))
-            if n == len(base):
-                break
-            loss = (functional_forward(fast, task.x_tr) - task.y_tr).abs().mean()
-            grads = torch.autograd.grad(loss, list(fast.values()))
-            fast = {k: (v - rates[n] * g).detach().requires_grad_(True) for (k, v), g in zip(fast.items(), grads)}
-    return out
-
-
 def evaluate(params, log_a, log_g, tasks, base, report) -> dict[str, float]:
     """Mean PSNR after each step in ``report`` over fixed ``tasks`` (no second order)."""
     acc = {n: 0.0 for n in report}
     for t in tasks:
-        for n, v in _adapted_psnr(params, log_a, log_g, t, base, report).items():
-            acc[n] += v / len(tasks)
+        for n, v in unrolled_losses(params, log_a, log_g, t, base, report, graph=False).items():
+            acc[n] += _psnr(float(v)) / len(tasks)
     return {f"eval_psnr_{n}": v for n, v in acc.items()}
 
 
