@@ -2,7 +2,6 @@
 SIGKILL it resumes exactly (same weights and Adam state as an uninterrupted run); the
 validation suite reports every cell and selects best.safetensors by the mean over cells."""
 import json
-import os
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from killutil import kill_at_checkpoint
+from trainproc import kill_at_checkpoint, train_env
 from mzsr_fast.train import campaign
 from mzsr_fast.train import checkpoint as ck
 from mzsr_fast.train.log import read_log
@@ -57,25 +56,18 @@ def _cmd(folder):
             "--ckpt-every", "1", "--threads", "1"]
 
 
-def _env():
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
-
-
 def test_campaign_killed_then_resumed_by_the_same_command_is_exact(tmp_path):
     steps = 7
     ref = _campaign(tmp_path, "ref", steps)
-    r = subprocess.run(_cmd(ref), env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_cmd(ref), env=train_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
     run = _campaign(tmp_path, "run", steps)
     ckpt = run / "ckpt.pt"
-    killed_at = kill_at_checkpoint(_cmd(run), _env(), ckpt, 4)  # past the first validation (step 3)
+    killed_at = kill_at_checkpoint(_cmd(run), train_env(), ckpt, 4)  # past the first validation (step 3)
     assert killed_at < steps, killed_at
 
-    r = subprocess.run(_cmd(run), env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_cmd(run), env=train_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = ck.load_checkpoint(ref / "ckpt.pt"), ck.load_checkpoint(ckpt)
     assert a["step"] == b["step"] == steps

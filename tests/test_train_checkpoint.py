@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from killutil import kill_at_checkpoint
+from trainproc import kill_at_checkpoint, train_env
 from mzsr_fast.train import checkpoint as ck
 
 pytestmark = pytest.mark.slow
@@ -29,13 +29,6 @@ def _images(tmp_path):
     return d
 
 
-def _env():
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
-
-
 def _cmd(data, out, steps, *extra):
     return [sys.executable, "-m", "mzsr_fast.train.meta", "--data", str(data), "--out", str(out),
             "--steps", str(steps)] + TINY + list(extra)
@@ -45,17 +38,17 @@ def test_sigkill_then_resume_is_exact(tmp_path):
     data = _images(tmp_path)
     steps = 8
     ref, run = tmp_path / "ref", tmp_path / "run"
-    r = subprocess.run(_cmd(data, ref, steps), env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_cmd(data, ref, steps), env=train_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
 
     # a long run, killed with SIGKILL once a few checkpoints exist
     ckpt = run / "ckpt.pt"
-    killed_at = kill_at_checkpoint(_cmd(data, run, 10_000), _env(), ckpt, 3)
+    killed_at = kill_at_checkpoint(_cmd(data, run, 10_000), train_env(), ckpt, 3)
     st = ck.load_checkpoint(ckpt)  # the last good checkpoint is intact
     assert st["step"] >= killed_at and all(torch.isfinite(v).all() for v in st["params"].values())
     assert st["step"] < steps, "killed too late for the resume to be tested"
 
-    r = subprocess.run(_cmd(data, run, steps, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_cmd(data, run, steps, "--resume"), env=train_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = ck.load_checkpoint(ref / "ckpt.pt"), ck.load_checkpoint(ckpt)
     assert a["step"] == b["step"] == steps

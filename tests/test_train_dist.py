@@ -1,7 +1,6 @@
 """Distributed meta-training: torchrun with 2 gloo CPU processes for a few meta-iterations
 ends with identical weights on both ranks, equal (to float tolerance) to a 1-process run
 over the same tasks."""
-import os
 import subprocess
 import sys
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from trainproc import train_env
 from mzsr_fast import model
 
 pytestmark = pytest.mark.slow
@@ -32,23 +32,16 @@ def _images(tmp_path):
     return d
 
 
-def _env():
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
-
-
 def test_two_gloo_ranks_match_one_process(tmp_path):
     data = _images(tmp_path)
     one, two = tmp_path / "one", tmp_path / "two"
     base = ["-m", "mzsr_fast.train.meta", "--data", str(data)] + TINY
-    r1 = subprocess.run([sys.executable] + base + ["--out", str(one)], env=_env(), capture_output=True,
+    r1 = subprocess.run([sys.executable] + base + ["--out", str(one)], env=train_env(), capture_output=True,
                         text=True, timeout=300)
     assert r1.returncode == 0, r1.stderr[-3000:]
     r2 = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-        + base + ["--out", str(two)], env=_env(), capture_output=True, text=True, timeout=300)
+        + base + ["--out", str(two)], env=train_env(), capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0, r2.stderr[-3000:]
     w1, _ = model.load_weights(one / "rank0.safetensors")
     a, _ = model.load_weights(two / "rank0.safetensors")

@@ -1,10 +1,19 @@
-"""Shared by the SIGKILL-and-resume tests: run a training process until its checkpoint
-reaches a step, then SIGKILL it."""
+"""Shared by the tests that run training as a subprocess: its environment, and SIGKILL once its
+checkpoint reaches a step."""
+import os
 import signal
 import subprocess
 import time
 
 from mzsr_fast.train import checkpoint as ck
+
+
+def train_env() -> dict:
+    """The subprocess environment: one thread, this checkout first on the path."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
 
 
 def kill_at_checkpoint(cmd, env, ckpt, min_step: int, timeout: float = 240.0) -> int:
