@@ -131,7 +131,10 @@ def _print_done(r, scale: int, detail: bool) -> None:
     if r.kernel is not None:
         line += f", kernel {r.kernel.name}"
     elif info.get("kernel_estimate"):  # kernel="estimate": the Gaussian found for this image
-        line += f", kernel estimated (Gaussian variance {info['kernel_estimate']['var1']:.2f})"
+        e = info["kernel_estimate"]
+        shape = (f"variance {e['var1']:.2f}" if abs(e["var1"] - e["var2"]) < 1e-3 * e["var1"] else
+                 f"variances {e['var1']:.2f}, {e['var2']:.2f} at {e['theta']:.2f} rad")
+        line += f", kernel estimated (Gaussian {shape})"
     if r.psnr is not None and detail:
         line += (f"\nPSNR/SSIM (Y, shave {scale}): MZSR({steps}) {r.psnr:.2f} dB / "
                  f"{r.ssim:.4f}   bicubic {r.bicubic_psnr:.2f} dB / {r.bicubic_ssim:.4f}")

@@ -36,10 +36,11 @@ import numpy as np
 import torch
 
 from . import io as _io
+from . import kernel_net as _kn
 from . import options as _options
 from .degradation import check_kernel, degrade, gaussian_kernel, imresize
 
-__all__ = ["estimate_kernel", "random_kernels", "random_kernel_params", "kernel_error", "KERNEL_SIZE"]
+__all__ = ["estimate_kernel", "random_kernels", "random_kernel_params", "kernel_error", "KERNEL_SIZE", "METHODS"]
 
 #: side of the estimated kernels (odd; wide enough for var 6 at 3 sigma: 2 * 3 * 2.45 + 1)
 KERNEL_SIZE = 15
@@ -55,6 +56,13 @@ _CALIBRATION = (0.996, 0.158)
 _MIN_CROP = 64
 #: bounds of the variances searched
 _VMIN, _VMAX = 0.1, 8.0
+#: estimation methods (estimate_kernel's ``method``)
+METHODS = ("auto", "net", "search")
+#: the kernel predictor reads images up to this many LR pixels whole, larger ones by crops
+_NET_MAX_PIXELS = 640 * 640
+_NET_CROP, _NET_CROPS = 320, 6
+#: multiply-adds per pixel of one forward of the SR network (8 conv3x3, 64 channels)
+_SR_MACS_PER_PIXEL = 9 * (3 * 64 + 6 * 64 * 64 + 64 * 3)
 
 
 # ----------------------------------------------------------------------------- random kernels
@@ -98,7 +106,7 @@ def _lr_tensor(lr, device) -> torch.Tensor:
     if isinstance(lr, torch.Tensor) and lr.dim() == 4 and lr.shape[:2] == (1, 3) and lr.dtype == torch.float32:
         if not torch.isfinite(lr).all() or lr.min() < 0 or lr.max() > 1:
             raise ValueError("lr must hold finite values in [0, 1]")
-        return lr.to(device)
+        return lr.to(device).contiguous()  # a permuted view would run other conv kernels (other rounding)
     xs, _ = _io.to_internal(lr, device)
     if len(xs) != 1:
         raise ValueError(f"estimate_kernel takes one image, got a batch of {len(xs)}")
@@ -189,6 +197,7 @@ def estimate_kernel(
     scale: int = 2,
     subsampling: str = "direct",
     *,
+    method: str = "auto",
     weights=None,
     backend: str = "auto",
     device=None,
@@ -203,9 +212,14 @@ def estimate_kernel(
         lr: ``(1, 3, h, w)`` float32 tensor in [0, 1] (the internal layout), or any image
             :func:`mzsr_fast.adapt_and_upscale` takes (e.g. ``(h, w, 3)`` uint8 numpy).
         scale, subsampling: the degradation the kernel is for (as ``adapt_and_upscale``).
-        weights, backend, device: as ``adapt_and_upscale`` (the same meta-learned network
-            scores the candidates; ``None`` weights = the shipped ones for ``(scale,
-            subsampling)``).
+        method: ``"net"``: the kernel predictor (:mod:`mzsr_fast.kernel_net`, one forward pass,
+            anisotropic Gaussians) of ``weights/kernelnet_x<scale>_<subsampling>.safetensors``;
+            ``"search"``: the cycle-error search over isotropic Gaussians scored by the
+            meta-learned network (below); ``"auto"`` (default): ``"net"`` where a predictor is
+            shipped for the setting, else ``"search"``.
+        weights, backend, device: as ``adapt_and_upscale`` (``"search"``: the same meta-learned
+            network scores the candidates; ``None`` weights = the shipped ones for ``(scale,
+            subsampling)``; ``"net"`` reads neither ``weights`` nor ``backend``).
         seed: seeds the choice of crops; the same seed (and image, options) gives the same
             kernel.
         budget: cost cap as a multiple of one ``adapt_and_upscale(steps=10)`` call on the
@@ -220,7 +234,8 @@ def estimate_kernel(
         :func:`mzsr_fast.degradation.gaussian_kernel`; info: ``var1``, ``var2``, ``theta``
         (the Gaussian's parameters), ``evals`` (candidates scored), ``crop`` (side),
         ``crops`` (their corners), ``time`` (s), ``cost`` (estimated pixel-steps relative to
-        ``steps=10``), ``candidates`` (every scored one, with its cycle error).
+        ``steps=10``), ``candidates`` (every scored one, with its cycle error; ``[]`` for
+        ``"net"``), ``method``.
 
     Raises:
         ValueError / TypeError naming the bad option or image.
@@ -234,11 +249,19 @@ def estimate_kernel(
         raise ValueError(f"seed must be an int, got {seed!r}")
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be None or callable(done, total, desc), got {type(progress).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     opts = _options.Options(scale=scale, steps=10, subsampling=subsampling, backend=backend, device=device)
     x = _lr_tensor(lr, opts.device)
     h, w = x.shape[-2:]
     if min(h, w) < 4 * scale:
         raise ValueError(f"image of {h}x{w} pixels is too small to estimate a kernel at scale {scale}")
+    net_file = _kn.weights_path(scale, subsampling)
+    if method == "net" and not net_file.is_file():
+        raise ValueError(f"no kernel predictor for x{scale} {subsampling} ({net_file.name} is not shipped): "
+                         f"use method='search'")
+    if method == "net" or (method == "auto" and net_file.is_file()):
+        return _estimate_net(x, net_file, scale, opts.device, seed, progress, t0)
     params, wdesc = _options.load_params(weights, scale, subsampling)
     params = _options.params_on(params, wdesc, opts.device)
     sched = _options.schedule(None, steps, _options.recommended_schedule(wdesc))
@@ -294,5 +317,33 @@ def estimate_kernel(
     info = dict(raw_var=raw, var1=b["var1"], var2=b["var2"], theta=b["theta"], evals=sc.evals, crop=crop,
                 crops=[list(p) for p in boxes], steps=steps, time=time.perf_counter() - t0,
                 cost=used / ref, weights=wdesc, backend=be.name,
-                candidates=[c[1] for c in sc.cache.values()])
+                candidates=[c[1] for c in sc.cache.values()], method="search")
+    return kernel, info
+
+
+def _estimate_net(x: torch.Tensor, path, scale: int, device, seed: int, progress, t0: float):
+    """``method="net"``: one pass of the kernel predictor over the image (or, above
+    ``_NET_MAX_PIXELS``, over up to ``_NET_CROPS`` seeded textured crops of ``_NET_CROP``)."""
+    net = _kn.load(path, device)
+    h, w = x.shape[-2:]
+    boxes, crop = None, 0
+    if h * w > _NET_MAX_PIXELS:
+        crop = _NET_CROP
+        boxes = _crop_boxes(x, crop, _NET_CROPS, seed)
+    L = _kn.predict(net, x, boxes, crop, tta=True)
+    p = _kn.logcov_to_params(L)
+    v1 = float(min(max(p["var1"], _VMIN), _VMAX))
+    v2 = float(min(max(p["var2"], _VMIN), _VMAX))
+    kernel = check_kernel(gaussian_kernel(KERNEL_SIZE, v1, v2, p["theta"]))
+    if progress is not None:
+        progress(1, 1, "kernel net")
+    # cost in the units of the search's (network pixel-steps against steps=10 on the image):
+    # the predictor's multiply-adds per LR pixel over those of one adaptation step (~3 forwards
+    # of the SR network) and the final upscale
+    px = (len(boxes) * crop * crop) if boxes else h * w
+    cost = px * _kn.macs_per_pixel(net) / (h * w * _SR_MACS_PER_PIXEL * (3 * 10 + scale * scale))
+    info = dict(raw_var=v1, var1=v1, var2=v2, theta=p["theta"], logcov=[float(v) for v in L], evals=1,
+                crop=crop or max(h, w), crops=[list(b) for b in boxes] if boxes else [[0, 0]], steps=0,
+                time=time.perf_counter() - t0, cost=cost, weights=str(path.name), backend="torch",
+                candidates=[], method="net")
     return kernel, info

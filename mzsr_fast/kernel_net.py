@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["KernelNet", "ARCH", "params_to_logcov", "logcov_to_params", "weights_path", "load", "save", "predict", "macs_per_pixel", "local_contrast_norm"]
+__all__ = ["KernelNet", "ARCH", "params_to_logcov", "logcov_to_params", "weights_path", "load", "save", "predict", "macs_per_pixel", "local_contrast_norm", "dihedral_matrix"]
 
 ARCH = "kernelnet-v2"  # v2: local contrast normalisation of the input
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -165,14 +165,49 @@ def load(path, device=None) -> KernelNet:
     return net
 
 
+def _dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
+    """``rot90`` by ``code % 4`` quarter turns (rows toward columns), then a horizontal flip if
+    ``code >= 4`` (the convention of :func:`mzsr_fast.train.data.augment`)."""
+    y = torch.rot90(x, code % 4, dims=(-2, -1)) if code % 4 else x
+    return torch.flip(y, dims=(-1,)) if code >= 4 else y
+
+
+def dihedral_matrix(code: int) -> np.ndarray:
+    """``M`` with ``(x, y)_out = M (x, y)_in`` (x = column, y = row, about the centre) for
+    :func:`_dihedral`: a quarter turn maps ``(x, y)`` to ``(y, -x)``, the flip ``x`` to ``-x``;
+    a kernel's covariance (and its matrix logarithm) becomes ``M S M^T``."""
+    r = np.array([[0.0, 1.0], [-1.0, 0.0]])
+    m = np.linalg.matrix_power(r, code % 4)
+    return (np.diag([-1.0, 1.0]) @ m) if code >= 4 else m
+
+
+def _to_mat(L):
+    return np.array([[L[0], L[2]], [L[2], L[1]]], np.float64)
+
+
 @torch.no_grad()
-def predict(net: KernelNet, x: torch.Tensor, boxes: list[tuple[int, int]] | None = None, crop: int = 0) -> np.ndarray:
+def predict(net: KernelNet, x: torch.Tensor, boxes: list[tuple[int, int]] | None = None, crop: int = 0,
+            tta: bool = False) -> np.ndarray:
     """The log-covariance ``(3,)`` float64 for the LR image ``x: (1, 3, h, w)``: the whole image
-    in one pass, or the mean over the crops ``boxes`` (top-left corners) of side ``crop``."""
+    in one pass, or the mean over the crops ``boxes`` (top-left corners) of side ``crop``.
+    ``tta``: the mean over the 8 flips/rotations of the input, each prediction mapped back to
+    the image's frame (``M^T L M``), which makes the estimate exactly equivariant."""
+    dev = next(net.parameters()).device
     if boxes:
         ch, cw = min(crop, x.shape[-2]), min(crop, x.shape[-1])
-        xs = torch.cat([x[..., y:y + ch, x0:x0 + cw] for y, x0 in boxes])
-        out = net(xs.to(next(net.parameters()).device)).mean(0)
+        xs = torch.cat([x[..., y:y + ch, x0:x0 + cw] for y, x0 in boxes]).to(dev)
     else:
-        out = net(x.to(next(net.parameters()).device))[0]
-    return out.double().cpu().numpy()
+        xs = x.to(dev)
+    return _predict(net, xs, tta)
+
+
+@torch.no_grad()
+def _predict(net, xs, tta):
+    acc = np.zeros((2, 2))
+    codes = range(8) if tta else (0,)
+    for c in codes:
+        L = net(_dihedral(xs, c)).mean(0).double().cpu().numpy()
+        m = dihedral_matrix(c)
+        acc += m.T @ _to_mat(L) @ m
+    acc /= len(codes)
+    return np.array([acc[0, 0], acc[1, 1], acc[0, 1]])

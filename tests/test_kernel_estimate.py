@@ -37,16 +37,22 @@ def hr():
         return np.asarray(im.convert("RGB"), dtype=np.uint8)[64:192, 64:192].copy()  # 128x128, textured
 
 
-@pytest.mark.parametrize("var", [2.0])
-def test_recovers_known_kernel(train_hr, var):
-    """An isotropic Gaussian of variance ``var`` is recovered (kernel error < 0.25, variance
-    within a factor 1.5), and MZSR(5) with the estimate is within 0.5 dB of MZSR(5) with the
-    true kernel and 1 dB above kernel=None.  (The estimate is not this good on every image:
-    docs/kernel_estimation.md.)"""
+@pytest.mark.parametrize("method, var, max_err, factor, max_db", [
+    ("search", 2.0, 0.25, 1.5, 0.5),
+    ("net", 2.0, 0.25, 1.5, 0.5),
+    # a narrow blur: a small variance error is a large relative kernel error
+    ("net", 0.2, 0.45, 2.0, 1.0),
+])
+def test_recovers_known_kernel(train_hr, method, var, max_err, factor, max_db):
+    """An isotropic Gaussian of variance ``var`` is recovered (kernel error < ``max_err``,
+    variance within ``factor``), and MZSR(5) with the estimate is within ``max_db`` of MZSR(5)
+    with the true kernel and (a wide blur) 1 dB above kernel=None.  (The estimate is not this
+    good on every image: docs/kernel_estimation.md.)"""
     hr = train_hr
     k = gaussian_kernel(KERNEL_SIZE, var)
     lr = degrade(hr, k, 2, "direct")
-    est, info = estimate_kernel(lr, 2, "direct", **KW)
+    est, info = estimate_kernel(lr, 2, "direct", method=method, **KW)
+    assert info["method"] == method
     assert est.shape == (KERNEL_SIZE, KERNEL_SIZE) and est.dtype == np.float64
     assert abs(est.sum() - 1) < 1e-12 and np.all(est >= 0)
     # centred on the grid: the centre of mass is the middle pixel
@@ -54,16 +60,39 @@ def test_recovers_known_kernel(train_hr, var):
     c = (KERNEL_SIZE - 1) / 2
     assert abs((est * ys).sum() - c) < 1e-9 and abs((est * xs).sum() - c) < 1e-9
     err = kernel_error(est, k)
-    assert err < 0.25, (err, info["var1"])
-    assert abs(math.log(info["var1"] / var)) < math.log(1.5), info["var1"]
+    assert err < max_err, (err, info["var1"])
+    assert abs(math.log(info["var1"] / var)) < math.log(factor), info["var1"]
     psnr = {}
     for name, kk in (("true", k), ("est", est)):
         psnr[name] = metrics.psnr_y(adapt_and_upscale(lr, kernel=kk, steps=5, **KW), hr, 2)
     psnr["none"] = metrics.psnr_y(adapt_and_upscale(lr, kernel=None, steps=5, **KW), hr, 2)
-    assert psnr["est"] > psnr["true"] - 0.5, psnr
+    assert psnr["est"] > psnr["true"] - max_db, psnr
     if var >= 2:  # a wide blur: the bicubic assumption leaves a lot on the table
         assert psnr["est"] > psnr["none"] + 1.0, psnr
-    assert info["evals"] >= 6 and len(info["candidates"]) == info["evals"]
+    if method == "search":
+        assert info["evals"] >= 6 and len(info["candidates"]) == info["evals"]
+
+
+def test_net_recovers_anisotropic(train_hr):
+    """The predictor sees anisotropy along the image's axes: a vertical kernel (var 4 and 1 at
+    pi/2) comes back with a kernel error under 0.3, the long axis within 0.35 rad.  (Diagonal
+    orientations it reads poorly: docs/kernel_estimation.md.)"""
+    k = gaussian_kernel(KERNEL_SIZE, 4.0, 1.0, math.pi / 2)
+    est, info = estimate_kernel(degrade(train_hr, k, 2, "direct"), method="net", **KW)
+    assert kernel_error(est, k) < 0.3, info
+    d = (info["theta"] - math.pi / 2) % math.pi
+    assert min(d, math.pi - d) < 0.35 and info["var1"] > 1.5 * info["var2"], info
+
+
+def test_auto_method_and_missing_predictor(hr):
+    """auto = the predictor where one is shipped (x2 direct), else the search (x4 direct has
+    none); asking for the predictor where there is none is a clear error."""
+    lr = degrade(hr[:96, :96], gaussian_kernel(KERNEL_SIZE, 1.5), 2, "direct")
+    assert estimate_kernel(lr, **KW)[1]["method"] == "net"
+    lr4 = degrade(hr, gaussian_kernel(KERNEL_SIZE, 3.0), 4, "direct")
+    assert estimate_kernel(lr4, 4, budget=0.5, **KW)[1]["method"] == "search"
+    with pytest.raises(ValueError, match="method='search'"):
+        estimate_kernel(lr4, 4, method="net", **KW)
 
 
 def test_deterministic_and_layouts(hr):
@@ -71,13 +100,35 @@ def test_deterministic_and_layouts(hr):
     inputs give the same estimate; progress is called per planned candidate."""
     lr = degrade(hr[:96, :96], gaussian_kernel(KERNEL_SIZE, 1.5), 2, "direct")
     calls = []
-    a, ia = estimate_kernel(lr, budget=0.5, seed=3, progress=lambda d, t, s: calls.append((d, t, s)), **KW)
+    a, ia = estimate_kernel(lr, budget=0.5, seed=3, progress=lambda d, t, s: calls.append((d, t, s)),
+                            method="search", **KW)
     x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
-    b, ib = estimate_kernel(x, budget=0.5, seed=3, **KW)
+    b, ib = estimate_kernel(x, budget=0.5, seed=3, method="search", **KW)
     np.testing.assert_array_equal(a, b)
     assert ia["candidates"] == ib["candidates"] and ia["crops"] == ib["crops"]
     # one call per planned candidate (a repeated one is scored once: done counts the scored)
     assert len(calls) == calls[0][1] and calls[-1][0] == ia["evals"] and all(t == calls[0][1] for _, t, _ in calls)
+    # the predictor: the same for both layouts; one progress call
+    calls = []
+    a, ia = estimate_kernel(lr, progress=lambda d, t, s: calls.append((d, t, s)), method="net", **KW)
+    b, ib = estimate_kernel(x, method="net", **KW)
+    np.testing.assert_array_equal(a, b)
+    assert calls == [(1, 1, "kernel net")] and ia["method"] == "net" and ia["cost"] < 0.1
+
+
+def test_net_large_image_crops_seeded(monkeypatch):
+    """Above the whole-image limit the predictor reads seeded textured crops: the same seed
+    gives the same crops and kernel."""
+    import mzsr_fast.kernel_estimate as ke
+
+    monkeypatch.setattr(ke, "_NET_MAX_PIXELS", 64 * 64)
+    monkeypatch.setattr(ke, "_NET_CROP", 48)
+    rng = np.random.default_rng(0)
+    lr = (rng.random((100, 120, 3)) * 255).astype(np.uint8)
+    a, ia = estimate_kernel(lr, method="net", seed=1, **KW)
+    b, ib = estimate_kernel(lr, method="net", seed=1, **KW)
+    np.testing.assert_array_equal(a, b)
+    assert ia["crops"] == ib["crops"] and len(ia["crops"]) == ke._NET_CROPS and ia["crop"] == 48
 
 
 def test_random_kernels_seeded():
@@ -102,6 +153,7 @@ def test_random_kernels_seeded():
     (dict(backend="nope"), "backend"),
     (dict(device="tpu"), "device"),
     (dict(progress=3), "progress"),
+    (dict(method="kernelgan"), "method"),
 ])
 def test_bad_options(kw, match):
     lr = np.zeros((32, 32, 3), np.uint8)
@@ -125,7 +177,7 @@ def test_api_kernel_estimate(hr):
     sr, info = adapt_and_upscale(lr, kernel="estimate", steps=1, return_info=True, **KW)
     k = info["kernel"]
     assert k.shape == (KERNEL_SIZE, KERNEL_SIZE) and abs(k.sum() - 1) < 1e-9
-    assert info["kernel_estimate"]["evals"] >= 6 and info["times"]["estimate"] > 0
+    assert info["kernel_estimate"]["method"] == "net" and info["times"]["estimate"] > 0
     est, _ = estimate_kernel(lr, **KW)
     np.testing.assert_array_equal(k, est)  # the API's estimate is the function's, default options
     np.testing.assert_array_equal(sr, adapt_and_upscale(lr, kernel=est, steps=1, **KW))

@@ -114,3 +114,27 @@ def test_sample_kernel_covers_the_settings():
     assert 0.25 < len(iso) / len(ks) < 0.45
     assert all(0.12 <= k[1] <= k[0] <= 6.0 for k in ks)
     assert min(k[0] for k in iso) < 0.2 and max(k[0] for k in iso) > 4
+
+
+@pytest.mark.parametrize("code", range(8))
+def test_dihedral_matrix_maps_kernel_covariance(code):
+    """Transforming a kernel image by a flip/rotation transforms its covariance by M S M^T."""
+    k = gaussian_kernel(41, 4.0, 1.0, 0.3)
+    got = _cov_of(kn._dihedral(torch.from_numpy(k), code).numpy())
+    m = kn.dihedral_matrix(code)
+    np.testing.assert_allclose(got, m @ _cov_of(k) @ m.T, atol=1e-9)
+
+
+def test_tta_prediction_is_equivariant():
+    """With tta the estimate of a transformed image is the transformed estimate (exactly, up to
+    float error), for any network."""
+    torch.manual_seed(0)
+    net = kn.KernelNet(8, 3).eval()
+    x = torch.rand(1, 3, 30, 30)
+    L = kn.predict(net, x, tta=True)
+    S = np.array([[L[0], L[2]], [L[2], L[1]]])
+    for code in (1, 5):
+        La = kn.predict(net, kn._dihedral(x, code), tta=True)
+        m = kn.dihedral_matrix(code)
+        want = m @ S @ m.T
+        np.testing.assert_allclose([La[0], La[1], La[2]], [want[0, 0], want[1, 1], want[0, 1]], atol=1e-5)
