@@ -17,7 +17,6 @@ section 2, one file per ``(scale, subsampling)``: ``weights/kernelnet_x<s>_<sub>
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -109,22 +108,10 @@ def weights_path(scale: int, subsampling: str) -> Path:
 
 def save(path, net: KernelNet, metadata: dict | None = None) -> None:
     """Write ``net`` as safetensors (atomically), with its arch and size in the metadata."""
-    import os
+    from . import model as _model
 
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    meta = {"arch": ARCH, "width": str(net.width), "depth": str(net.depth)}
-    for k, v in (metadata or {}).items():
-        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    meta = {"arch": ARCH, "width": str(net.width), "depth": str(net.depth), **(metadata or {})}
+    _model.write_safetensors(path, net.state_dict(), meta)
 
 
 _CACHE: dict = {}

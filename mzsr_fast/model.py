@@ -129,13 +129,17 @@ def save_weights(path, params: Mapping[str, torch.Tensor], metadata: Mapping[str
 
     ``metadata`` values are stored as strings (non-strings JSON-encoded); ``arch`` is added.
     """
+    write_safetensors(path, params, {"arch": ARCH, **(metadata or {})})
+
+
+def write_safetensors(path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object]) -> None:
+    """``tensors`` as fp32 safetensors at ``path``, atomically (temp file + rename); metadata
+    values stored as strings (non-strings JSON-encoded).  Shared by every network's weights."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {"arch": ARCH}
-    for k, v in (metadata or {}).items():
-        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in params.items()}
+    meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=meta)
