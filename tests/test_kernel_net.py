@@ -101,6 +101,13 @@ def test_training_script_runs_and_resumes(tmp_path, data_dir):
     assert [r["step"] for r in recs] == [3, 6] and all(math.isfinite(r["val_loss"]) for r in recs)
     net = kn.load(out / "kernelnet.safetensors")
     assert net.width == 8 and net.depth == 3
+    # a fine-tune starts from the given weights (one step at a tiny rate: close to them)
+    ft = tmp_path / "ft"
+    assert tk.main(args[:1] + [str(ft)] + args[2:] + ["--iters", "1", "--init", str(out / "kernelnet.safetensors"),
+                                                      "--lr", "1e-9", "--val-every", "1"]) == 0
+    tuned = kn.load(ft / "kernelnet.safetensors")
+    for (name, a), b in zip(net.state_dict().items(), tuned.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
 
 
 def test_sample_kernel_covers_the_settings():

@@ -20,6 +20,7 @@ that file to ``mzsr_fast/weights/kernelnet_x<s>_<sub>.safetensors`` and recordin
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--time-budget", type=float, default=3600.0)
     p.add_argument("--val-every", type=int, default=200)
     p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--init", default=None, help="start from these kernel-net weights (a fine-tune) [fresh]")
     p.add_argument("--max-images", type=int, default=None, help="(tests) read only the first N images")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     train = [im for i, im in enumerate(images) if i % 10] or images
     val_x, val_t = make_batch(held, np.random.default_rng(12345), 64, a.patch, a.scale, a.subsampling,
                               a.var_min, a.var_max)
-    net = kn.KernelNet(a.width, a.depth)
+    net = copy.deepcopy(kn.load(a.init)).train() if a.init else kn.KernelNet(a.width, a.depth)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     step = 0
     ck = out / "ckpt.pt"
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     meta = dict(scale=a.scale, subsampling=a.subsampling, var_min=a.var_min, var_max=a.var_max,
-                patch=a.patch, data=str(a.data))
+                patch=a.patch, data=str(a.data), init=str(a.init))
 
     def checkpoint():
         tmp = ck.with_suffix(".tmp")
