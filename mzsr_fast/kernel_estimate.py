@@ -37,6 +37,7 @@ import torch
 
 from . import io as _io
 from . import kernel_net as _kn
+from . import model as _model
 from . import options as _options
 from .degradation import check_kernel, degrade, gaussian_kernel, imresize
 
@@ -61,8 +62,6 @@ METHODS = ("auto", "net", "search")
 #: the kernel predictor reads images up to this many LR pixels whole, larger ones by crops
 _NET_MAX_PIXELS = 640 * 640
 _NET_CROP, _NET_CROPS = 320, 6
-#: multiply-adds per pixel of one forward of the SR network (8 conv3x3, 64 channels)
-_SR_MACS_PER_PIXEL = 9 * (3 * 64 + 6 * 64 * 64 + 64 * 3)
 
 
 # ----------------------------------------------------------------------------- random kernels
@@ -341,7 +340,8 @@ def _estimate_net(x: torch.Tensor, path, scale: int, device, seed: int, progress
     # the predictor's multiply-adds per LR pixel over those of one adaptation step (~3 forwards
     # of the SR network) and the final upscale
     px = (len(boxes) * crop * crop) if boxes else h * w
-    cost = px * _kn.macs_per_pixel(net) / (h * w * _SR_MACS_PER_PIXEL * (3 * 10 + scale * scale))
+    sr_macs = _model.flops_per_pixel() // 2  # one forward of the SR network
+    cost = px * _kn.macs_per_pixel(net) / (h * w * sr_macs * (3 * 10 + scale * scale))
     info = dict(raw_var=v1, var1=v1, var2=v2, theta=p["theta"], logcov=[float(v) for v in L], evals=1,
                 crop=crop or max(h, w), crops=[list(b) for b in boxes] if boxes else [[0, 0]], steps=0,
                 time=time.perf_counter() - t0, cost=cost, weights=str(path.name), backend="torch",

@@ -21,7 +21,7 @@ from . import metrics
 from .io import load_hr_image, write_atomic
 from .api import adapt_and_upscale
 from .degradation import degrade, setting as _setting
-from .kernel_estimate import estimate_kernel, kernel_error, random_kernel_params, random_kernels
+from .kernel_estimate import METHODS, estimate_kernel, kernel_error, random_kernel_params, random_kernels
 
 __all__ = ["evaluate", "load_hr", "cases", "summarize"]
 
@@ -81,13 +81,15 @@ def evaluate(folder, settings=DIRECT_SETTINGS + ("random",), *, scale: int = 2, 
             adapt_and_upscale(lr, scale=scale, kernel=k, steps=1, subsampling=sub, **kw)
             sr_true, t_adapt = _timed(lambda: adapt_and_upscale(lr, scale=scale, kernel=k, steps=steps,
                                                                 subsampling=sub, **kw))
-            ek_kw = {"method": method} if budget is None else {"budget": budget, "method": method}
-            (ek, info), t_est = _timed(lambda: estimate_kernel(lr, scale, sub, seed=est_seed, **kw, **ek_kw))
+            ek_kw = {} if budget is None else {"budget": budget}
+            (ek, info), t_est = _timed(lambda: estimate_kernel(lr, scale, sub, seed=est_seed, method=method, **kw,
+                                                               **ek_kw))
             sr_est = adapt_and_upscale(lr, scale=scale, kernel=ek, steps=steps, subsampling=sub, **kw)
             run_none = none_settings is None or st in none_settings
-            sr_none = adapt_and_upscale(lr, scale=scale, kernel=None, steps=steps, **kw) if run_none else None
+            psnr_none = (metrics.psnr_y(adapt_and_upscale(lr, scale=scale, kernel=None, steps=steps, **kw), hr, scale)
+                         if run_none else None)
             row = dict(setting=st, image=name, true=params, psnr_true=metrics.psnr_y(sr_true, hr, scale),
-                       psnr_est=metrics.psnr_y(sr_est, hr, scale), psnr_none=metrics.psnr_y(sr_none, hr, scale) if run_none else None,
+                       psnr_est=metrics.psnr_y(sr_est, hr, scale), psnr_none=psnr_none,
                        kernel_err=kernel_error(ek, k), est_var1=info["var1"], est_var2=info["var2"],
                        est_theta=info["theta"], evals=info["evals"], crop=info["crop"], method=info["method"], t_est=t_est,
                        t_adapt=t_adapt, time_ratio=t_est / t_adapt)
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--device", default=None)
     ap.add_argument("--budget", type=float, default=None)
-    ap.add_argument("--method", default="auto", choices=("auto", "net", "search"), help="estimate_kernel's method")
+    ap.add_argument("--method", default="auto", choices=METHODS, help="estimate_kernel's method")
     ap.add_argument("--none-settings", default=None,
                     help="comma-separated settings where kernel=None runs too [all]")
     ap.add_argument("--out", default=None, help="write the results as JSON here")

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .refine import frame
+
 __all__ = ["KernelNet", "ARCH", "params_to_logcov", "logcov_to_params", "weights_path", "load", "save", "predict", "macs_per_pixel", "local_contrast_norm", "dihedral_matrix"]
 
 ARCH = "kernelnet-v2"  # v2: local contrast normalisation of the input
@@ -131,9 +133,7 @@ def load(path, device=None) -> KernelNet:
     key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))
     if key in _CACHE:
         return _CACHE[key]
-    sums = _model._shipped_sums()
-    if path.resolve().parent == WEIGHTS_DIR and path.name in sums and _model._sha256(path) != sums[path.name]:
-        raise ValueError(f"kernel-net weights {path} do not match their recorded SHA-256: reinstall mzsr_fast")
+    _model.verify_shipped(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
@@ -142,9 +142,7 @@ def load(path, device=None) -> KernelNet:
             raise ValueError(f"arch {meta.get('arch')!r}, expected {ARCH!r}")
         net = KernelNet(int(meta["width"]), int(meta["depth"]))
         net.load_state_dict(state)
-    except ValueError as e:
-        raise ValueError(f"cannot read kernel-net weights {path}: {e}") from e
-    except Exception as e:  # SafetensorError, missing keys, wrong shapes
+    except Exception as e:  # SafetensorError, the arch, missing keys, wrong shapes
         raise ValueError(f"cannot read kernel-net weights {path}: {e}") from e
     net = net.to(device or "cpu").eval()
     _CACHE.clear()  # one file at a time is all a process needs
@@ -152,16 +150,10 @@ def load(path, device=None) -> KernelNet:
     return net
 
 
-def _dihedral(x: torch.Tensor, code: int) -> torch.Tensor:
-    """``rot90`` by ``code % 4`` quarter turns (rows toward columns), then a horizontal flip if
-    ``code >= 4`` (the convention of :func:`mzsr_fast.train.data.augment`)."""
-    y = torch.rot90(x, code % 4, dims=(-2, -1)) if code % 4 else x
-    return torch.flip(y, dims=(-1,)) if code >= 4 else y
-
-
 def dihedral_matrix(code: int) -> np.ndarray:
     """``M`` with ``(x, y)_out = M (x, y)_in`` (x = column, y = row, about the centre) for
-    :func:`_dihedral`: a quarter turn maps ``(x, y)`` to ``(y, -x)``, the flip ``x`` to ``-x``;
+    :func:`mzsr_fast.refine.frame` (``rot90`` by ``code % 4`` quarter turns, then a mirror if
+    ``code >= 4``): a quarter turn maps ``(x, y)`` to ``(y, -x)``, the flip ``x`` to ``-x``;
     a kernel's covariance (and its matrix logarithm) becomes ``M S M^T``."""
     r = np.array([[0.0, 1.0], [-1.0, 0.0]])
     m = np.linalg.matrix_power(r, code % 4)
@@ -193,7 +185,7 @@ def _predict(net, xs, tta):
     acc = np.zeros((2, 2))
     codes = range(8) if tta else (0,)
     for c in codes:
-        L = net(_dihedral(xs, c)).mean(0).double().cpu().numpy()
+        L = net(frame(xs, c)).mean(0).double().cpu().numpy()
         m = dihedral_matrix(c)
         acc += m.T @ _to_mat(L) @ m
     acc /= len(codes)

@@ -172,6 +172,19 @@ def schedule_from_metadata(meta: Mapping[str, str], what: str = "weights") -> li
     return out
 
 
+def verify_shipped(path: Path) -> None:
+    """A file of ``weights/`` listed in ``SHA256SUMS`` must match its recorded SHA-256
+    (``ValueError`` naming the file otherwise); other files pass."""
+    sums = _shipped_sums()
+    if path.resolve().parent == WEIGHTS_DIR and path.name in sums:
+        digest = _sha256(path)
+        if digest != sums[path.name]:
+            raise ValueError(
+                f"weights file {path} does not match its recorded SHA-256 "
+                f"({digest[:12]}... != {sums[path.name][:12]}...): reinstall mzsr_fast"
+            )
+
+
 def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load safetensors weights -> ``(params, metadata)``.
 
@@ -185,14 +198,7 @@ def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, t
     if not path.is_file():
         raise ValueError(f"weights file not found: {path}")
     if verify:
-        sums = _shipped_sums()
-        if path.resolve().parent == WEIGHTS_DIR and path.name in sums:
-            digest = _sha256(path)
-            if digest != sums[path.name]:
-                raise ValueError(
-                    f"weights file {path} does not match its recorded SHA-256 "
-                    f"({digest[:12]}... != {sums[path.name][:12]}...): reinstall mzsr_fast"
-                )
+        verify_shipped(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})

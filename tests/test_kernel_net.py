@@ -11,6 +11,7 @@ import torch
 
 from mzsr_fast import kernel_net as kn
 from mzsr_fast.degradation import gaussian_kernel
+from mzsr_fast.refine import frame
 
 
 def _cov_of(k):
@@ -127,7 +128,7 @@ def test_sample_kernel_covers_the_settings():
 def test_dihedral_matrix_maps_kernel_covariance(code):
     """Transforming a kernel image by a flip/rotation transforms its covariance by M S M^T."""
     k = gaussian_kernel(41, 4.0, 1.0, 0.3)
-    got = _cov_of(kn._dihedral(torch.from_numpy(k), code).numpy())
+    got = _cov_of(frame(torch.from_numpy(k), code).numpy())
     m = kn.dihedral_matrix(code)
     np.testing.assert_allclose(got, m @ _cov_of(k) @ m.T, atol=1e-9)
 
@@ -141,7 +142,7 @@ def test_tta_prediction_is_equivariant():
     L = kn.predict(net, x, tta=True)
     S = np.array([[L[0], L[2]], [L[2], L[1]]])
     for code in (1, 5):
-        La = kn.predict(net, kn._dihedral(x, code), tta=True)
+        La = kn.predict(net, frame(x, code), tta=True)
         m = kn.dihedral_matrix(code)
         want = m @ S @ m.T
         np.testing.assert_allclose([La[0], La[1], La[2]], [want[0, 0], want[1, 1], want[0, 1]], atol=1e-5)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..degradation import degrade, gaussian_kernel, imresize
+from ..refine import frame
 
 __all__ = [
     "IMAGE_EXTS",
@@ -89,9 +90,7 @@ def augment(x: torch.Tensor, code: int) -> torch.Tensor:
     ``code >= 4``.  Code 0 is the identity."""
     if not 0 <= code < 8:
         raise ValueError(f"augmentation code must be in 0..7, got {code}")
-    k, flip = code % 4, code // 4
-    y = torch.rot90(x, k, dims=(-2, -1)) if k else x
-    return torch.flip(y, dims=(-1,)) if flip else y
+    return frame(x, code)
 
 
 class PatchSampler:

@@ -23,7 +23,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import signal
 import time
 from pathlib import Path
@@ -34,9 +33,10 @@ import torch
 from .. import kernel_net as kn
 from ..degradation import degrade, gaussian_kernel
 from ..kernel_estimate import KERNEL_SIZE
+from .checkpoint import load_checkpoint, save_checkpoint
+from .common import DEFAULT_DATA
 from .data import augment, load_folder
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "train"
 
 
 def sample_kernel(rng: np.random.Generator, vmin: float, vmax: float) -> tuple[float, float, float]:
@@ -80,7 +80,7 @@ def loss_fn(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m mzsr_fast.train.kernel_net", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--data", default=os.environ.get("MZSR_FAST_TRAIN_DATA", str(DEFAULT_DATA)))
+    p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--subsampling", default="direct", choices=["direct", "bicubic"])
     p.add_argument("--width", type=int, default=32)
@@ -111,8 +111,8 @@ def main(argv=None) -> int:
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     step = 0
     ck = out / "ckpt.pt"
-    if ck.exists():
-        st = torch.load(ck, map_location="cpu", weights_only=True)
+    if ck.exists() or ck.with_name(ck.name + ".prev").exists():
+        st = load_checkpoint(ck)
         net.load_state_dict(st["net"])
         opt.load_state_dict(st["opt"])
         step = int(st["step"])
@@ -123,9 +123,7 @@ def main(argv=None) -> int:
                 patch=a.patch, data=str(a.data), init=str(a.init))
 
     def checkpoint():
-        tmp = ck.with_suffix(".tmp")
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-        os.replace(tmp, ck)
+        save_checkpoint(ck, {"net": net.state_dict(), "opt": opt.state_dict(), "step": step})
         kn.save(out / "kernelnet.safetensors", net, dict(meta, step=step))
 
     log = open(out / "log.jsonl", "a")
