@@ -173,3 +173,49 @@ def test_fo_backend_gradients_match_autograd(name):
         tol = 1e-4 * max(1e-3, float(b.abs().max()))
         assert err <= tol, f"{name} {k}: max err {err:.3e} > {tol:.3e}"
     assert abs(lg - lw) <= 1e-5 * abs(lw), (lg, lw)
+
+
+def test_ema_is_the_average_of_the_iterates_and_survives_resume(tmp_path):
+    """``--ema d``: ema.safetensors after n steps equals d^n p0 + sum (1-d) d^(n-i) p_i over
+    the iterates p_i, rebuilt here from a run resumed after every single step (its
+    last.safetensors per step); the run in one go gives the same average, so the average is
+    checkpointed and resumed too, and the raw weights are untouched by it."""
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from mzsr_fast.train import meta
+
+    data = tmp_path / "hr"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 24 + 2 * i, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    d, n = 0.7, 3
+
+    def args(out, steps, *extra):
+        p = meta.add_args(argparse.ArgumentParser())
+        return p.parse_args(["--data", str(data), "--out", str(out), "--patch", "16", "--meta-batch", "1",
+                             "--inner-steps", "1", "--n-train", "2", "--n-test", "2", "--steps", str(steps),
+                             "--val-every", "0", "--no-bar", "--threads", "1", "--beta", "1e-2", "--seed", "3",
+                             *extra])
+
+    whole = meta.run(args(tmp_path / "whole", n, "--ema", str(d)))
+    plain = meta.run(args(tmp_path / "plain", n))
+    for k in plain["params"]:  # the average does not touch the trained weights
+        assert torch.equal(whole["params"][k], plain["params"][k]), k
+    iterates = [model.init_params(3)]
+    for s in range(1, n + 1):
+        meta.run(args(tmp_path / "steps", s, "--ema", str(d), "--resume"))
+        iterates.append(model.load_weights(tmp_path / "steps" / "last.safetensors")[0])
+    expect = {k: d ** n * iterates[0][k] + sum((1 - d) * d ** (n - i) * iterates[i][k] for i in range(1, n + 1))
+              for k in iterates[0]}
+    for folder in ("whole", "steps"):
+        got, md = model.load_weights(tmp_path / folder / "ema.safetensors")
+        assert float(md["ema"]) == d
+        for k in expect:
+            err = float((got[k] - expect[k]).abs().max())
+            assert err < 1e-6, f"{folder} {k}: EMA differs by {err:.3e}"
+    moved = max(float((iterates[n][k] - iterates[0][k]).abs().max()) for k in expect)
+    assert moved > 1e-4, "the weights did not move: the test would not see a wrong average"

@@ -309,6 +309,9 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="kernel kinds and probabilities [aniso=0.6,iso=0.25,narrow=0.15]")
     g.add_argument("--noise-max", type=float, default=0.0, help="max Gaussian noise std on LR ([0,1] scale)")
     g.add_argument("--grad-clip", type=float, default=0.0, help="clip the meta-gradient norm (0 = off)")
+    g.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.995; 0 = off): "
+                        "validations, best.safetensors and ema.safetensors are the average's [%(default)s]")
     g.add_argument("--save-rank-weights", action="store_true", help=argparse.SUPPRESS)  # tests: OUT/rank{r}.safetensors
     add_common_args(p)
     return p
@@ -352,7 +355,7 @@ def run(args, *, images=None, sampler=None) -> dict:
     keys = list(params)
     opt_cls = torch.optim.Adam if args.outer_optim == "adam" else torch.optim.SGD
     opt = opt_cls([params[k] for k in keys], lr=args.beta)
-    step, best, time_offset = 0, {}, 0.0
+    step, best, time_offset, ema_state = 0, {}, 0.0, None
     if args.resume and (ckpt_path.exists() or ckpt_path.with_name("ckpt.pt.prev").exists()):
         st = ckpt_mod.load_checkpoint(ckpt_path)
         with torch.no_grad():
@@ -361,10 +364,19 @@ def run(args, *, images=None, sampler=None) -> dict:
         opt.load_state_dict(st["optimizer"])
         ckpt_mod.set_rng_state(st["rng"])
         step, best, time_offset = int(st["step"]), dict(st.get("best", {})), float(st.get("time", 0.0))
+        ema_state = st.get("ema")
     elif args.resume and info.main:
         print(f"[meta] --resume: no checkpoint in {out}, starting fresh", file=sys.stderr)
     with torch.no_grad():
         dist_mod.broadcast_([params[k] for k in keys], info)
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema {args.ema}: a decay in [0, 1) (0 = off)")
+    # the average starts at the initial (or resumed) weights; every rank holds the same
+    # parameters after each all-reduced step, so every rank's average is the same too
+    ema = None
+    if args.ema > 0:
+        src = ema_state if ema_state is not None else params
+        ema = {k: src[k].detach().to(dev, torch.float32).clone() for k in keys}
 
     if sampler is None:
         if images is None:
@@ -387,15 +399,20 @@ def run(args, *, images=None, sampler=None) -> dict:
                 alpha=args.alpha, beta=args.beta,
                 first_order=bool(args.first_order), first_order_steps=args.first_order_steps,
                 init=str(args.init), world=info.world, machine=machine_desc(dev))
+    # metadata of the averaged weights (ema.safetensors, and best.safetensors when validations see the average)
+    meta_ema = dict(meta, ema=args.ema) if ema is not None else meta
 
     def save(step_next: int) -> None:
         if not info.main:
             return
         ckpt_mod.save_checkpoint(ckpt_path, {
             "params": params, "optimizer": opt.state_dict(), "step": step_next, "rng": ckpt_mod.rng_state(),
-            "best": best, "time": timer.total(), "config": cfg,
+            "best": best, "time": timer.total(), "config": cfg, **({"ema": ema} if ema is not None else {}),
         })
         export_weights(out / "last.safetensors", params, steps=step_next, train_time_s=round(timer.total(), 1), **meta)
+        if ema is not None:
+            export_weights(out / "ema.safetensors", ema, steps=step_next, train_time_s=round(timer.total(), 1),
+                           **meta_ema)
 
     fast_be = None
     if args.inner_backend != "autograd":
@@ -455,6 +472,10 @@ def run(args, *, images=None, sampler=None) -> dict:
                 params[k].grad = g
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if ema is not None:
+                with torch.no_grad():
+                    for k in keys:
+                        ema[k].lerp_(params[k].detach(), 1.0 - args.ema)
             step += 1
             n_log += 1
             bar.update(1)
@@ -466,9 +487,10 @@ def run(args, *, images=None, sampler=None) -> dict:
                         first_order=first_order, time=timer.total())
                 bar.set_postfix(loss=f"{lv:.4f}", fo=int(first_order))
             if valset is not None and step % args.val_every == 0:
-                best = validation_round(params, valset, val_steps, step=step, device=dev, args=args, out=out,
+                best = validation_round(ema if ema is not None else params, valset, val_steps, step=step,
+                                        device=dev, args=args, out=out,
                                         best=best, log=log, bar=bar, prefix="meta", train_time_s=timer.total(),
-                                        meta=meta)
+                                        meta=meta_ema)
             if info.main and args.plot_every > 0 and step % args.plot_every == 0:
                 try:
                     plot_log(out / "log.jsonl")
