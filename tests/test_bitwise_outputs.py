@@ -9,8 +9,11 @@ the commit recorded in the file (key ``commit``), with one thread.
 
 Bitwise equality holds for the same CPU kind and thread count: the compiled cpu backend
 picks AVX-512 / AVX2 / scalar kernels at run time and its weight-gradient partials are per
-thread, and oneDNN (reference) picks kernels by ISA too.  The file records the cpu
-backend's ISA and the machine; a failure prints both with the largest difference.
+thread, and oneDNN (reference) picks kernels by CPU kind too.  So the reference outputs are
+held to ``OTHER_CPU_ATOL`` on a machine other than the saved one (an AMD EPYC differs from the
+Intel Xeon file by 1.19e-07), bitwise on the same one; the cpu backend is always held to
+bitwise.  The file records the cpu backend's ISA and the machine; a failure prints both with
+the largest difference.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ CASES = [
     ("head_lrsearch", "head.png", (30, 30, 36, 36), {"lr_search": True}),
 ]
 BACKENDS = ("reference", "cpu")
+#: the reference backend on a CPU kind other than the saved one: outputs in [0, 1], a few ulps
+OTHER_CPU_ATOL = 1e-6
 
 
 def _lr(data_dir: str, fname: str, box) -> np.ndarray:
@@ -107,6 +112,12 @@ def test_bitwise_equal_to_saved(data_dir, saved, case, backend):
     assert out.shape == want.shape
     if not torch.equal(torch.from_numpy(out), torch.from_numpy(want)):
         diff = np.abs(out.astype(np.float64) - want).max()
+        if backend == "reference" and _machine() != str(saved["machine"]) and diff <= OTHER_CPU_ATOL:
+            # oneDNN picks its kernels per CPU kind: on another kind the reference is only
+            # numerically equal (measured on an AMD EPYC against the Intel Xeon file,
+            # 2026-12-05: max |diff| 1.19e-07, 1-2 ulp near 1.0); the native cpu backend
+            # stayed bitwise there and is held to it
+            return
         pytest.fail(f"{case[0]} on {backend}: max |diff| {diff:.3g} against the outputs saved at commit "
                     f"{saved['commit']} (saved on {saved['machine']} / {saved['cpu_isa']}; "
                     f"now {_machine()} / {_isa()}, {THREADS} thread(s))")
