@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainproc import kill_at_checkpoint, train_env
+from trainproc import kill_at_checkpoint, png_folder, train_env
 from mzsr_fast.train import campaign
 from mzsr_fast.train import checkpoint as ck
 from mzsr_fast.train.log import read_log
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _folder(d, n, seed, shape=(24, 28)):
-    from PIL import Image
-
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (shape[0] + 4 * i, shape[1], 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return d
+    return png_folder(d, [(shape[0] + 4 * i, shape[1]) for i in range(n)], seed)
 
 
 def _campaign(tmp_path, name, steps):

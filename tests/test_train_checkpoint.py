@@ -5,11 +5,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
-from trainproc import kill_at_checkpoint, train_env
+from trainproc import kill_at_checkpoint, png_folder, train_env
 from mzsr_fast.train import checkpoint as ck
 
 pytestmark = pytest.mark.slow
@@ -19,14 +18,7 @@ TINY = ["--patch", "16", "--meta-batch", "2", "--inner-steps", "1", "--n-train",
 
 
 def _images(tmp_path):
-    from PIL import Image
-
-    d = tmp_path / "hr"
-    d.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (20 + 4 * i, 24, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return d
+    return png_folder(tmp_path / "hr", [(20 + 4 * i, 24) for i in range(3)], seed=1)
 
 
 def _cmd(data, out, steps, *extra):

@@ -4,11 +4,10 @@ over the same tasks."""
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
-from trainproc import train_env
+from trainproc import png_folder, train_env
 from mzsr_fast import model
 
 pytestmark = pytest.mark.slow
@@ -22,14 +21,7 @@ TINY = ["--steps", "3", "--patch", "16", "--meta-batch", "2", "--inner-steps", "
 
 
 def _images(tmp_path):
-    from PIL import Image
-
-    d = tmp_path / "hr"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (24 + 4 * i, 28, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return d
+    return png_folder(tmp_path / "hr", [(24 + 4 * i, 28) for i in range(3)])
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path):

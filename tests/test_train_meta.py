@@ -182,16 +182,10 @@ def test_ema_is_the_average_of_the_iterates_and_survives_resume(tmp_path):
     checkpointed and resumed too, and the raw weights are untouched by it."""
     import argparse
 
-    import numpy as np
-    from PIL import Image
-
+    from trainproc import png_folder
     from mzsr_fast.train import meta
 
-    data = tmp_path / "hr"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (24, 24 + 2 * i, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    data = png_folder(tmp_path / "hr", [(24, 24 + 2 * i) for i in range(3)])
     d, n = 0.7, 3
 
     def args(out, steps, *extra):
@@ -226,6 +220,9 @@ def test_bf16_autocast_meta_gradient_tracks_fp32():
     runs/amp_2026-12-05/): the bf16-autocast meta-gradient of the real net on son-split tasks
     points where the fp32 one does.  Measured on the campaign's real tasks: cosine 0.982-0.999,
     relative norm error 0.04-0.29; bf16 cannot do much better, so the bar is the direction."""
+    import types
+
+    from mzsr_fast.train.common import autocast
     from mzsr_fast.train.data import PatchSampler, sample_task, step_rng
 
     g = torch.Generator().manual_seed(0)
@@ -235,7 +232,7 @@ def test_bf16_autocast_meta_gradient_tracks_fp32():
     tasks = [sample_task(sampler, step_rng(5, 0, i), patch=32, n_train=2, n_test=2, scale=2, subsampling="direct",
                          inner="son", one_image=True) for i in range(2)]
     params = {k: v.requires_grad_(True) for k, v in model.init_params(0).items()}
-    amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    amp = lambda: autocast(types.SimpleNamespace(amp="bf16"), torch.device("cpu"))  # noqa: E731  (as meta.run)
     kw = dict(meta_batch=2, inner_steps=1, alpha=0.02, weights=[1.0])
     g32, l32 = meta_gradients(params, tasks, **kw)
     g16, l16 = meta_gradients(params, tasks, amp=amp, **kw)

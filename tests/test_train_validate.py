@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import pytest
 
+from trainproc import png_folder
 from mzsr_fast import model
 from mzsr_fast.train import meta
 from mzsr_fast.train.validate import best_keys
@@ -22,13 +23,7 @@ def test_best_keys():
 
 
 def _folder(path, n, size, seed):
-    from PIL import Image
-
-    path.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (size, size + 2 * i, 3), dtype=np.uint8)).save(path / f"{i}.png")
-    return path
+    return png_folder(path, [(size, size + 2 * i) for i in range(n)], seed)
 
 
 @pytest.mark.parametrize("val_backend", ["reference", "cpu"])

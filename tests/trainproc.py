@@ -1,11 +1,24 @@
-"""Shared by the tests that run training as a subprocess: its environment, and SIGKILL once its
-checkpoint reaches a step."""
+"""Shared by the training tests: folders of random training images, the environment of a
+training subprocess, and SIGKILL once its checkpoint reaches a step."""
 import os
 import signal
 import subprocess
 import time
 
 from mzsr_fast.train import checkpoint as ck
+
+
+def png_folder(d, shapes, seed: int = 0):
+    """Write one random RGB PNG ``{i}.png`` per ``(h, w)`` of ``shapes`` into the new folder
+    ``d`` (uint8 noise from ``default_rng(seed)``, drawn in order); returns ``d``."""
+    import numpy as np
+    from PIL import Image
+
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i, (h, w) in enumerate(shapes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return d
 
 
 def train_env() -> dict:

@@ -345,6 +345,8 @@ def run(args, *, images=None, sampler=None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
     if args.patch % args.scale:
         raise SystemExit(f"--patch {args.patch} must be divisible by --scale {args.scale}")
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema {args.ema}: a decay in [0, 1) (0 = off)")
     val_setting = args.val_setting or ("b13" if args.subsampling == "bicubic" else "g20")
 
     if args.init:
@@ -369,8 +371,6 @@ def run(args, *, images=None, sampler=None) -> dict:
         print(f"[meta] --resume: no checkpoint in {out}, starting fresh", file=sys.stderr)
     with torch.no_grad():
         dist_mod.broadcast_([params[k] for k in keys], info)
-    if not 0.0 <= args.ema < 1.0:
-        raise SystemExit(f"--ema {args.ema}: a decay in [0, 1) (0 = off)")
     # the average starts at the initial (or resumed) weights; every rank holds the same
     # parameters after each all-reduced step, so every rank's average is the same too
     ema = None
