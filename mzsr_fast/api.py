@@ -79,7 +79,9 @@ def adapt_and_upscale(
             the ``quality`` preset's.
         subsampling: ``"direct"`` (``[0::s]``) or ``"bicubic"``: how the son is made.
         weights: ``None`` (shipped default for ``(scale, subsampling)``), a safetensors path,
-            or a params dict (see :mod:`mzsr_fast.model`).  Never modified.
+            or a params dict (see :mod:`mzsr_fast.model`).  Never modified.  A bank file
+            (:mod:`mzsr_fast.bank`) starts from the entry the kernel selects
+            (``info["weights"]`` = ``"PATH#ENTRY"``).
         backend: ``"auto"``, ``"reference"``, ``"cpu"``, ``"triton"`` or ``"cuda"``.
         device: ``None`` (cuda if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         lr_schedule: ``None`` (the weights file's recommended schedule, metadata
@@ -135,7 +137,7 @@ def adapt_and_upscale(
     k, est = _estimated(xs, opts, weights, backend) if estimate else (k, None)
     sub_eff = subsampling if k is not None else "bicubic"
     opts.check_image(h, w, k)
-    params, wdesc = load_params(weights, scale, sub_eff if weights is None else subsampling)
+    params, wdesc = load_params(weights, scale, sub_eff if weights is None else subsampling, kernel=k)
     sched = _options.schedule(lr_schedule, steps, _options.recommended_schedule(wdesc))
     _options.warn_unadapted_meta(wdesc, steps)
     params = _options.params_on(params, wdesc, opts.device)

@@ -28,6 +28,7 @@ __all__ = [
     "forward",
     "save_weights",
     "load_weights",
+    "read_safetensors",
     "check_params",
     "default_weights_path",
     "num_params",
@@ -192,6 +193,30 @@ def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, t
     SHA-256 recorded in ``weights/SHA256SUMS``.  A missing, corrupt or wrongly shaped
     file is a ``ValueError`` naming the file and the problem.
     """
+    path = Path(path)
+    params, meta = checked_weights(*read_safetensors(path, verify=verify), path)
+    if device is not None:
+        params = {k: v.to(device) for k, v in params.items()}
+    return params, meta
+
+
+def checked_weights(tensors, meta, path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The ``(tensors, metadata)`` of a file as :func:`load_weights` returns them (every
+    problem a ``ValueError`` naming ``path``; a bank file is named as such)."""
+    if meta.get("bank") is not None:
+        raise ValueError(f"weights file {path} is a kernel-conditioned bank of starts: load it with "
+                         "mzsr_fast.bank.load_bank (adapt_and_upscale picks the entry from the kernel)")
+    try:
+        params = check_params(tensors, f"weights file {path}")
+    except TypeError as e:  # e.g. integer tensors: a bad file, reported as ValueError like the rest
+        raise ValueError(str(e)) from e
+    return params, meta
+
+
+def read_safetensors(path, *, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file, unchecked (shipped files verified
+    against ``weights/SHA256SUMS``); ``ValueError`` naming the file for a missing or
+    unreadable one."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -202,16 +227,10 @@ def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, t
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
-            params = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # SafetensorError, OSError, a malformed header, ...
         raise ValueError(f"cannot read weights file {path} as safetensors: {e}{_not_safetensors_hint(path)}") from e
-    try:
-        params = check_params(params, f"weights file {path}")
-    except TypeError as e:  # e.g. integer tensors: a bad file, reported as ValueError like the rest
-        raise ValueError(str(e)) from e
-    if device is not None:
-        params = {k: v.to(device) for k, v in params.items()}
-    return params, meta
+    return tensors, meta
 
 
 def check_params(params, what: str = "weights") -> dict[str, torch.Tensor]:

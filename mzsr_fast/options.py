@@ -20,6 +20,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from . import backends as _backends
+from . import bank as _bank
 from . import model as _model
 from .progress import check_progress
 
@@ -196,31 +197,57 @@ class Options:
 
 # ----------------------------------------------------------------------------- weights
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    return _model.load_weights(path)
+def _load_cached(path: str):
+    """``(params, metadata)`` of a weights file, or a :class:`mzsr_fast.bank.Bank` for a bank."""
+    tensors, meta = _model.read_safetensors(path)
+    if _bank.is_bank(meta):
+        return _bank.bank_from_tensors(tensors, meta, path)
+    return _model.checked_weights(tensors, meta, path)
 
 
-def load_params(weights, scale: int, subsampling: str) -> tuple[dict[str, torch.Tensor], str]:
-    """weights: None (shipped default), a path, or a params dict -> (CPU params, description)."""
+def _file_params(path: str, kernel) -> tuple[dict[str, torch.Tensor], str]:
+    got = _load_cached(path)
+    if isinstance(got, _bank.Bank):
+        entry = got.select(kernel)
+        return entry.params, f"{path}#{entry.name}"
+    return got[0], path
+
+
+def load_params(weights, scale: int, subsampling: str, kernel=None) -> tuple[dict[str, torch.Tensor], str]:
+    """weights: None (shipped default), a path, or a params dict -> (CPU params, description).
+
+    A bank file (:mod:`mzsr_fast.bank`) gives the entry that ``kernel`` (``(kh, kw)`` float64
+    or None) selects; its description is ``"PATH#ENTRY"``."""
     if weights is None:
         path = _model.default_weights_path(scale, subsampling)
-        return _load_cached(str(path))[0], str(path)
+        return _file_params(str(path), kernel)
     if isinstance(weights, Mapping):
         # keys, shapes, dtype, NaN/inf named (one device->host read); never modifies the dict
         return _model.check_params(weights, "weights dict"), "<params dict>"
     if isinstance(weights, (str, Path)):
-        path = str(Path(weights).resolve())
-        return _load_cached(path)[0], path
+        return _file_params(str(Path(weights).resolve()), kernel)
     raise TypeError(f"weights must be None, a path or a dict of tensors, got {type(weights).__name__}")
+
+
+def _file_and_entry(wdesc: str):
+    """wdesc -> (metadata of the file, the bank entry or None)."""
+    path, _, name = wdesc.partition("#")
+    got = _load_cached(path)
+    if isinstance(got, _bank.Bank):
+        return got.metadata, next(e for e in got.entries if e.name == name)
+    return got[1], None
 
 
 def warn_unadapted_meta(wdesc: str, steps: int) -> None:
     """steps=0 with a meta-learned weights file (metadata ``stage`` meta*): such a start is
     trained to be good after adaptation, not before, and can be below bicubic unadapted
-    (the shipped ``mzsr_x2_direct``: 20.8 dB against bicubic 28.7 on Set5 g^d_2.0)."""
+    (the shipped ``mzsr_x2_direct``: 20.8 dB against bicubic 28.7 on Set5 g^d_2.0).
+    A bank entry carries its own ``stage`` (bank metadata ``bank``)."""
     if steps != 0 or wdesc == "<params dict>":
         return
-    if str(_load_cached(wdesc)[1].get("stage", "")).startswith("meta"):
+    meta, entry = _file_and_entry(wdesc)
+    stage = entry.stage if entry is not None else str(meta.get("stage", ""))
+    if stage.startswith("meta"):
         warnings.warn(f"steps=0 with the meta-learned weights {Path(wdesc).name}: this start is meant to be "
                       "adapted (steps >= 1) and can be worse than bicubic without it; for a plain forward pass use "
                       "the pretrained weights (weights=mzsr_fast.model.WEIGHTS_DIR / 'pretrain_x2_bicubic.safetensors')",
@@ -275,7 +302,10 @@ def recommended_schedule(wdesc: str) -> list[float] | None:
     file without one); see :func:`mzsr_fast.model.schedule_from_metadata`."""
     if wdesc == "<params dict>":
         return None
-    return _model.schedule_from_metadata(_load_cached(wdesc)[1], f"weights file {wdesc}")
+    meta, entry = _file_and_entry(wdesc)
+    if entry is not None and entry.lr_schedule is not None:
+        return entry.lr_schedule
+    return _model.schedule_from_metadata(meta, f"weights file {wdesc}")
 
 
 # ----------------------------------------------------------------------------- backend

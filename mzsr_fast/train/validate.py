@@ -129,13 +129,16 @@ def validate(
     per_image: bool = False,
 ) -> dict:
     """Mean Y-PSNR (dB) over ``valset`` for each number of adaptation steps in ``steps``
-    (0 = no adaptation), plus ``bicubic``; ``shave = scale`` border pixels as ``mzsr-fast eval``.
+    (0 = no adaptation), plus ``bicubic``; ``params`` a dict or a weights file / bank path; ``shave = scale`` border pixels as ``mzsr-fast eval``.
     Keys ``psnr_{n}``, ``bicubic``, ``val_time`` (floats); with ``per_image`` also
     ``images``: ``{name: {"psnr_{n}": dB}}`` (one image, e.g. Set5 butterfly, can move the mean
     by a dB)."""
     t0 = time.perf_counter()
-    dev = torch.device(device) if device is not None else next(iter(params.values())).device
-    p = {k: v.detach().to(dev, torch.float32) for k, v in params.items()}
+    if isinstance(params, (str, Path)):  # a weights file or bank (the bank picks the start per cell's kernel)
+        dev, p = torch.device(device or "cpu"), params
+    else:
+        dev = torch.device(device) if device is not None else next(iter(params.values())).device
+        p = {k: v.detach().to(dev, torch.float32) for k, v in params.items()}
     res: dict[str, float] = {}
     bic = []
     for _, lr, hr in valset.items:
