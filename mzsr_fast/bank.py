@@ -12,7 +12,8 @@ entries, tried in order, the first whose ``match`` the kernel satisfies wins::
 
 ``match`` bounds (``[lo, hi)``, ``null`` = open) apply to the kernel's second moments:
 ``lam1 >= lam2`` are the eigenvalues of its covariance (pixels^2; a Gaussian's variances),
-``ratio = lam1 / lam2`` and ``gmean = sqrt(lam1 lam2)``.  An empty ``match`` takes every
+``ratio = lam1 / lam2`` and ``gmean = sqrt(lam1 lam2)``; keys ``lam1``, ``lam2``, ``ratio``,
+``gmean``.  An empty ``match`` takes every
 kernel; the last entry must have one, and it also takes ``kernel=None`` (bicubic).  Entries
 may carry their own ``lr_schedule`` (else the file's).
 
@@ -38,7 +39,7 @@ __all__ = ["BANK_KEY", "Entry", "Bank", "kernel_moments", "is_bank", "load_bank"
 
 #: metadata key that marks a bank file and lists its entries
 BANK_KEY = "bank"
-_MATCH_KEYS = ("lam1", "ratio", "gmean")
+_MATCH_KEYS = ("lam1", "lam2", "ratio", "gmean")
 
 
 def kernel_moments(kernel) -> dict[str, float]:

@@ -297,7 +297,8 @@ def _shipped_sums() -> dict[str, str]:
 
 #: Shipped weights per (scale, subsampling), best first.  Files live in ``weights/``.
 SHIPPED = {
-    (2, "direct"): ["mzsr_x2_direct.safetensors", "pretrain_x2_bicubic.safetensors"],
+    # a bank of kernel-conditioned starts (mzsr_fast.bank), its fallback entry the meta-init
+    (2, "direct"): ["mzsr_x2_direct_bank.safetensors", "mzsr_x2_direct.safetensors", "pretrain_x2_bicubic.safetensors"],
     (2, "bicubic"): ["mzsr_x2_bicubic.safetensors", "pretrain_x2_bicubic.safetensors"],
     (4, "direct"): ["mzsr_x4_direct.safetensors"],
 }

@@ -170,8 +170,15 @@ def test_shipped_bicubic_file_records_its_schedule():
 
     _, meta = model.load_weights(model.default_weights_path(2, "bicubic"))
     assert model.schedule_from_metadata(meta) == [0.01] * 5 + [0.005]
-    _, meta = model.load_weights(model.default_weights_path(2, "direct"))
-    assert model.schedule_from_metadata(meta) is None  # x2 direct keeps the default (README)
+    # x2 direct keeps the default schedule (README): the bank and each of its entries, and the
+    # meta-learned start it falls back to
+    from mzsr_fast import bank
+
+    b = bank.load_bank(model.default_weights_path(2, "direct"))
+    assert model.schedule_from_metadata(b.metadata) is None
+    assert [e.lr_schedule for e in b.entries] == [None] * len(b.entries)
+    _, meta = model.load_weights(model.WEIGHTS_DIR / "mzsr_x2_direct.safetensors")
+    assert model.schedule_from_metadata(meta) is None
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])

@@ -155,3 +155,43 @@ def test_steps0_warning_follows_the_entry_stage(tmp_path):
     with pytest.warns(UserWarning, match="meta-learned"):
         mzsr_fast.adapt_and_upscale(img, kernel=gaussian_kernel(15, 4.0, 1.0, -0.5), steps=0, weights=p,
                                     backend="reference")
+
+
+def test_shipped_x2_direct_bank():
+    """The default x2 direct weights are a bank; the paper's three direct kernels select the
+    entries trained for their regions, and the fallback entry (other kernels, kernel=None) is
+    the meta-learned file itself, bit for bit."""
+    from mzsr_fast import options
+    from mzsr_fast.degradation import setting
+
+    path = model.default_weights_path(2, "direct")
+    assert path.name == "mzsr_x2_direct_bank.safetensors"
+    b = bank.load_bank(path)
+    for name, want in (("g^d_2.0", "iso_1.5_2.25"), ("g^d_0.2", "narrow"), ("g^d_ani", "aniso")):
+        assert b.select(setting(name)[0]).name == want, name
+    assert b.select(None).name == "meta"
+    meta, _ = model.load_weights(model.WEIGHTS_DIR / "mzsr_x2_direct.safetensors")
+    for k in model.param_names():
+        assert torch.equal(b.entries[-1].params[k], meta[k]), k
+    params, desc = options.load_params(None, 2, "direct", kernel=setting("g^d_2.0")[0])
+    assert desc.endswith("mzsr_x2_direct_bank.safetensors#iso_1.5_2.25")
+    for k in model.param_names():
+        assert torch.equal(params[k], b.entries[2].params[k])
+
+
+def test_shipped_bank_sha_checked(tmp_path, monkeypatch):
+    """A changed bank file in weights/ fails its recorded SHA-256, as the single files do."""
+    import shutil
+
+    wd = tmp_path / "weights"
+    wd.mkdir()
+    src = model.default_weights_path(2, "direct")
+    shutil.copy(src, wd / src.name)
+    shutil.copy(model.WEIGHTS_DIR / "SHA256SUMS", wd / "SHA256SUMS")
+    monkeypatch.setattr(model, "WEIGHTS_DIR", wd)
+    assert bank.load_bank(wd / src.name).names()[-1] == "meta"
+    data = bytearray((wd / src.name).read_bytes())
+    data[-5] ^= 1
+    (wd / src.name).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256"):
+        bank.load_bank(wd / src.name)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from mzsr_fast import adapt_and_upscale, gaussian_kernel, model, options
+from mzsr_fast import adapt_and_upscale, bank, gaussian_kernel, model, options
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ["reference", "cpu"]
@@ -52,8 +52,8 @@ def _assert_unchanged(params, snap, what):
 
 
 def _shipped_params():
-    path = model.default_weights_path(2, "direct")
-    return options._load_cached(str(path))[0]
+    # the cached start these calls use (the shipped default is a bank: K's entry)
+    return options.load_params(None, 2, "direct", kernel=K)[0]
 
 
 @pytest.mark.parametrize("weights", ["shipped", "dict"])
@@ -120,7 +120,8 @@ def test_caller_dict_and_cached_weights_never_modified(backend):
     _assert_unchanged(P, snaps[0], "caller's dict")
     _assert_unchanged(shipped, snaps[1], "cached shipped weights")
     # and a fresh load of the file equals the cache (the cache was never written)
-    fresh, _ = model.load_weights(model.default_weights_path(2, "direct"))
+    entry = bank.load_bank(model.default_weights_path(2, "direct")).select(K)
+    fresh = entry.params
     for k in fresh:
         assert torch.equal(fresh[k], shipped[k])
 

@@ -76,5 +76,12 @@ def test_shipped_weights_verified():
 
             assert kernel_net.load(f).width > 0
             continue
+        if f.name.endswith("_bank.safetensors"):  # kernel-conditioned starts (mzsr_fast.bank)
+            from mzsr_fast import bank
+
+            b = bank.load_bank(f)
+            assert "arch" in b.metadata and "scale" in b.metadata, f"{f.name}: metadata incomplete"
+            assert b.entries[-1].name == "meta" and not b.entries[-1].match
+            continue
         params, meta = model.load_weights(f)
         assert "arch" in meta and "scale" in meta, f"{f.name}: metadata incomplete {meta}"
