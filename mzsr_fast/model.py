@@ -29,6 +29,7 @@ __all__ = [
     "save_weights",
     "load_weights",
     "read_safetensors",
+    "checked_weights",
     "check_params",
     "default_weights_path",
     "num_params",

@@ -119,7 +119,7 @@ def validate_suite(params, suite: ValSuite, steps: Sequence[int] = (1, 10), **kw
 
 
 def validate(
-    params: Mapping[str, torch.Tensor],
+    params: Mapping[str, torch.Tensor] | str | Path,
     valset: ValSet,
     steps: Sequence[int] = (1, 10),
     *,
@@ -129,7 +129,9 @@ def validate(
     per_image: bool = False,
 ) -> dict:
     """Mean Y-PSNR (dB) over ``valset`` for each number of adaptation steps in ``steps``
-    (0 = no adaptation), plus ``bicubic``; ``params`` a dict or a weights file / bank path; ``shave = scale`` border pixels as ``mzsr-fast eval``.
+    (0 = no adaptation), plus ``bicubic``; ``shave = scale`` border pixels as ``mzsr-fast eval``.
+    ``params``: a params dict, or the path of a weights file or bank (a bank starts from the
+    entry of ``valset.kernel``, as ``adapt_and_upscale`` does).
     Keys ``psnr_{n}``, ``bicubic``, ``val_time`` (floats); with ``per_image`` also
     ``images``: ``{name: {"psnr_{n}": dB}}`` (one image, e.g. Set5 butterfly, can move the mean
     by a dB)."""
