@@ -235,3 +235,28 @@ def test_bank_sampler_one_image():
     for k in range(6):
         assert len(src(b.sample(step_rng(2, k), 6, 16, one_image=True))) == 1
     assert max(len(src(b.sample(step_rng(2, k), 6, 16))) for k in range(6)) > 1
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_supervised_l1_step_is_one_adam_step_on_the_l1_loss(bf16):
+    """train.common.supervised_l1_step (the bank entries' trainer): the loss it returns is the
+    L1 of the forward, and the parameters after it are those of the same Adam step written out."""
+    from mzsr_fast import model
+    from mzsr_fast.train.common import supervised_l1_step
+
+    g = torch.Generator().manual_seed(0)
+    x, hr = torch.rand(2, 3, 10, 12, generator=g), torch.rand(2, 3, 10, 12, generator=g)
+    p0 = model.init_params(3)
+    a = {k: v.clone().requires_grad_(True) for k, v in p0.items()}
+    b = {k: v.clone().requires_grad_(True) for k, v in p0.items()}
+    oa, ob = torch.optim.Adam(a.values(), lr=1e-3), torch.optim.Adam(b.values(), lr=1e-3)
+    loss = supervised_l1_step(a, oa, x, hr, bf16=bf16)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        y = model.forward(b, x.contiguous(memory_format=torch.channels_last))
+    want = (y.float() - hr).abs().mean()
+    want.backward()
+    ob.step()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6), (loss.item(), want.item())
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7, msg=lambda m: f"{k}: {m}")
+    assert not torch.equal(a["layers.0.weight"], p0["layers.0.weight"])

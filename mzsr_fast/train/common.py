@@ -111,6 +111,23 @@ def fmt(x: torch.Tensor, args) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
 
 
+def supervised_l1_step(params, opt: torch.optim.Optimizer, x: torch.Tensor, hr: torch.Tensor,
+                       bf16: bool = True) -> torch.Tensor:
+    """One plain supervised step: L1 of ``model.forward(params, x)`` against ``hr`` (both
+    ``(N, 3, P, P) float32``, made channels_last here), optionally under bf16 autocast (the loss
+    in fp32); returns the loss.  The bank entries' trainer (``runs/bank_2026-12-05/entry.py``) and
+    the supervised specialist/generalist (``runs/knowledge_2026-12-05/specialist.py``)."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    hr = hr.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        y = model.forward(params, x)
+    loss = (y.float() - hr).abs().mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def check_finite(loss: torch.Tensor, step: int, what: str, ckpt: Path) -> float:
     v = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
     if not math.isfinite(v):

@@ -16,7 +16,7 @@ import torch
 
 from mzsr_fast import model
 from mzsr_fast.degradation import gaussian_kernel
-from mzsr_fast.train.common import DEFAULT_DATA
+from mzsr_fast.train.common import DEFAULT_DATA, supervised_l1_step
 from mzsr_fast.train.data import PatchSampler, TaskSpec, load_folder, make_inputs, sample_task_spec
 from mzsr_fast.train.validate import load_valset, validate
 
@@ -74,14 +74,7 @@ while train_t < a.minutes * 60:
     else:
         x = torch.cat([make_inputs(hr[i:i + a.group], sample_task_spec(rng, 2, "direct"))
                        for i in range(0, a.batch, a.group)])
-    x = x.contiguous(memory_format=torch.channels_last)
-    hr = hr.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.amp == "bf16"):
-        y = model.forward(params, x)
-    loss = (y.float() - hr).abs().mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    supervised_l1_step(params, opt, x, hr, bf16=a.amp == "bf16")
     step += 1
     train_t += time.perf_counter() - ts
     if step % a.every == 0:
