@@ -37,8 +37,8 @@ from . import model as _model
 
 __all__ = ["BANK_KEY", "Entry", "Bank", "kernel_moments", "is_bank", "load_bank", "bank_from_tensors", "write_bank"]
 
-#: metadata key that marks a bank file and lists its entries
-BANK_KEY = "bank"
+#: metadata key that marks a bank file and lists its entries (defined once, in model)
+BANK_KEY = _model.BANK_KEY
 _MATCH_KEYS = ("lam1", "lam2", "ratio", "gmean")
 
 
@@ -154,10 +154,7 @@ def bank_from_tensors(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, st
     entries = []
     for e in spec:
         sub = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.split("/", 1)[0] == e["name"]}
-        try:
-            params = _model.check_params(sub, f"{what}, entry {e['name']!r}")
-        except TypeError as err:
-            raise ValueError(str(err)) from err
+        params = _model.checked_file_params(sub, f"{what}, entry {e['name']!r}")
         sched = None
         if "lr_schedule" in e:
             sched = _model.schedule_from_metadata({_model.LR_SCHEDULE_KEY: json.dumps(e["lr_schedule"])},

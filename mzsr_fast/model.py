@@ -151,6 +151,9 @@ def write_safetensors(path, tensors: Mapping[str, torch.Tensor], metadata: Mappi
             tmp.unlink()
 
 
+#: metadata key that marks a kernel-conditioned bank of starts (:mod:`mzsr_fast.bank`)
+BANK_KEY = "bank"
+
 #: metadata key of a weights file's recommended adaptation schedule: a JSON list of
 #: per-step learning rates; steps beyond its length use its last value
 LR_SCHEDULE_KEY = "lr_schedule"
@@ -204,14 +207,19 @@ def load_weights(path, device=None, *, verify: bool = True) -> tuple[dict[str, t
 def checked_weights(tensors, meta, path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The ``(tensors, metadata)`` of a file as :func:`load_weights` returns them (every
     problem a ``ValueError`` naming ``path``; a bank file is named as such)."""
-    if meta.get("bank") is not None:
+    if BANK_KEY in meta:
         raise ValueError(f"weights file {path} is a kernel-conditioned bank of starts: load it with "
                          "mzsr_fast.bank.load_bank (adapt_and_upscale picks the entry from the kernel)")
+    return checked_file_params(tensors, f"weights file {path}"), meta
+
+
+def checked_file_params(tensors, what: str) -> dict[str, torch.Tensor]:
+    """:func:`check_params` on tensors read from a file: every problem a ``ValueError``
+    (integer tensors are a bad file too, not a caller's TypeError)."""
     try:
-        params = check_params(tensors, f"weights file {path}")
-    except TypeError as e:  # e.g. integer tensors: a bad file, reported as ValueError like the rest
+        return check_params(tensors, what)
+    except TypeError as e:
         raise ValueError(str(e)) from e
-    return params, meta
 
 
 def read_safetensors(path, *, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
